@@ -1,0 +1,320 @@
+"""Settings for tdm_site: one file, driven by environment variables.
+
+Defaults are safe for production (DEBUG off, HTTPS-only cookies, HSTS) except where a
+development or test run needs otherwise; README.md lists every variable.
+"""
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean; use 1/0, true/false, yes/no, on/off."
+    )
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from None
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+
+# pytest exports PYTEST_VERSION for the length of every session (pytest >= 8.2, documented
+# for exactly this purpose). Under pytest we allow the development key and plain-HTTP
+# defaults, so that a bare `pytest` works with no environment set while DEBUG stays off
+# (Django forces DEBUG off in tests anyway). A production process never runs inside pytest.
+TESTING = "PYTEST_VERSION" in os.environ
+
+# ---------------------------------------------------------------------------------------
+# Secret key
+DEV_SECRET_KEY = "django-insecure-tdm-development-only-key-not-for-any-real-deployment"  # noqa: S105 - public by design, refused in production
+SECRET_KEY = os.environ.get("SECRET_KEY", "").strip()
+if not SECRET_KEY or SECRET_KEY == DEV_SECRET_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off the SECRET_KEY environment variable must "
+            'hold a long random value (for example: python -c "import secrets; '
+            'print(secrets.token_urlsafe(50))"). Set DEBUG=1 for local development only.'
+        )
+    SECRET_KEY = DEV_SECRET_KEY
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+CLINIC_NAME = os.environ.get("CLINIC_NAME", "Nephrology clinic")
+
+# ---------------------------------------------------------------------------------------
+# Applications
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "simple_history",
+    "axes",
+    "csp",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy and Permissions-Policy on every response, the 503 page included.
+    "csp.middleware.CSPMiddleware",
+    "monitoring.middleware.PermissionsPolicyMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Above sessions and auth, which query the database: an unreachable database becomes a
+    # plain 503 page, a refused write (IntegrityError) a 409, never a 500 with a traceback.
+    "monitoring.middleware.DatabaseErrorMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "monitoring.middleware.SessionIdleMiddleware",
+    # Every view requires a logged-in user unless decorated with @login_not_required.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "tdm_site.urls"
+WSGI_APPLICATION = "tdm_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        # template_partials' app config swaps APP_DIRS for its own (cached) loader chain.
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "tdm_site.context_processors.clinic",
+            ],
+            "builtins": ["template_partials.templatetags.partials"],
+        },
+    },
+]
+
+# ---------------------------------------------------------------------------------------
+# Database: SQLite by default, PostgreSQL (or anything dj-database-url knows) by URL.
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip() or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+_is_postgres = DATABASE_URL.split(":", 1)[0] in {"postgres", "postgresql", "pgsql"}
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=60 if _is_postgres else 0,
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---------------------------------------------------------------------------------------
+# Authentication
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+# Login lockout (django-axes): after LOGIN_FAILURE_LIMIT failed logins for one username, or
+# from one client address, further attempts are refused for LOGIN_COOLOFF_MINUTES (the page
+# says so, with status 429); a successful login clears that user's and address's failures.
+# Staff can lift a lockout at once with `manage.py axes_reset_username NAME` (docs/security.md).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # must be first: refuses locked-out attempts
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+# Either criterion locks: one account guessed from many addresses, or many accounts tried
+# from one address (password spraying).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "monitoring.views.audit.lockout_response"
+# The client address behind PROXY_COUNT trusted reverse proxies (X-Forwarded-For); also
+# recorded in the patient access log. Default: one proxy in production, none in development.
+PROXY_COUNT = env_int("PROXY_COUNT", 0 if (DEBUG or TESTING) else 1)
+AXES_CLIENT_IP_CALLABLE = "monitoring.audit.client_ip"
+AXES_USERNAME_CALLABLE = "monitoring.audit.lockout_username"
+
+# ---------------------------------------------------------------------------------------
+# Internationalisation and time: store UTC, show the site's zone.
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# ---------------------------------------------------------------------------------------
+# Static files, served by WhiteNoise. The hashed manifest storage needs `collectstatic`
+# first, so it is on by default only where that has been run: production (DEBUG off,
+# outside pytest).
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", not (DEBUG or TESTING))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+# In development and tests WhiteNoise serves straight from the finders (no collectstatic).
+WHITENOISE_USE_FINDERS = DEBUG or TESTING
+WHITENOISE_AUTOREFRESH = DEBUG or TESTING
+MEDIA_ROOT = BASE_DIR / "media"
+
+# Uploads (CSV/HL7 files) are small; refuse anything bigger than 5 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# ---------------------------------------------------------------------------------------
+# Security. HTTPS is assumed unless DEBUG is on or the run is a test (the Django test client
+# and the Playwright live server speak plain HTTP); each switch can be overridden.
+_https = not (DEBUG or TESTING)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", _https)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", _https)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+# The app runs behind a TLS-terminating reverse proxy that sets X-Forwarded-Proto.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: htmx sends the token from the page (hx-headers in base.html).
+CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# Idle timeout: a session ends after SESSION_IDLE_SECONDS without activity (shared clinic
+# workstations). monitoring.middleware.SessionIdleMiddleware pushes the expiry forward at most
+# once a minute, so most pages cost no session write.
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 1800)
+SESSION_TOUCH_SECONDS = 60
+SESSION_SAVE_EVERY_REQUEST = False
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# Content-Security-Policy (django-csp 4): nothing but this site's own files. Scripts only from
+# this site (no inline script, no eval: figure data travels by json_script, code lives in
+# static/js/). Styles allow 'unsafe-inline' because plotly.js (4.x) inserts <style> rules for
+# its hover labels and mode bar; scripts never do. data:/blob: images are plotly's
+# "download as PNG". frame-ancestors 'none' repeats X-Frame-Options DENY for new browsers.
+_SELF, _NONE = "'self'", "'none'"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [_NONE],
+        "script-src": [_SELF],
+        "style-src": [_SELF, "'unsafe-inline'"],
+        "img-src": [_SELF, "data:", "blob:"],
+        "font-src": [_SELF],
+        "connect-src": [_SELF],
+        "manifest-src": [_SELF],
+        "form-action": [_SELF],
+        "frame-ancestors": [_NONE],
+        "base-uri": [_NONE],
+        "object-src": [_NONE],
+    },
+}
+# Browser features the site never uses are switched off (monitoring.middleware).
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "usb",
+    )
+}
+
+# ---------------------------------------------------------------------------------------
+# Logging: console only (the process manager collects it). Django never logs request
+# bodies, and no handler here mails or dumps the request (unlike AdminEmailHandler).
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "{asctime} {levelname} {name}: {message}", "style": "{"},
+    },
+    "filters": {
+        # A refused write's message can quote the row (patient data): class and constraint only.
+        "redact_database_values": {"()": "monitoring.log_filters.RedactDatabaseValues"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_database_values"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.db.backends": {"level": "INFO"},
+        # django-axes: failed logins and lockouts (WARNING) are kept; its start-up banner and
+        # per-login INFO lines (with masked names) are noise.
+        "axes": {"level": "WARNING"},
+    },
+}
+
+# Tests create many users: a fast hasher keeps fixtures cheap (never used outside pytest).
+if TESTING:
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
