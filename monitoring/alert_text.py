@@ -1,0 +1,168 @@
+"""Words for the alert codes: a label, a one-line explanation, the evidence tag and the next
+action. Pages, the worklist and the printed report all read them from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import rules
+
+
+@dataclass(frozen=True)
+class AlertText:
+    code: str
+    label: str
+    explanation: str
+    evidence: str  # G, L or D (clinical-rules.md)
+    action: str
+    severity: str
+
+    @property
+    def evidence_label(self) -> str:
+        return {"G": "[G] guideline", "L": "[L] literature", "D": "[D] design default"}[
+            self.evidence
+        ]
+
+
+_TEXTS = [
+    (
+        rules.TROUGH_BELOW_RANGE,
+        "Trough below range",
+        "The latest trough is below the target band.",
+        "G",
+        "review dose",
+    ),
+    (
+        rules.TROUGH_ABOVE_RANGE,
+        "Trough above range",
+        "The latest trough is above the target band.",
+        "G",
+        "review dose",
+    ),
+    (
+        rules.C12H_TIMING_MISSING,
+        "C12h timing missing",
+        "No last-dose time is recorded for the latest trough, so it cannot be judged a true "
+        "trough.",
+        "G",
+        "add last-dose time",
+    ),
+    (
+        rules.SAMPLE_MISTIMED,
+        "Sample mistimed",
+        "The latest trough was drawn more than 2 h from the end of the dosing interval; early "
+        "draws read high, late draws read low.",
+        "D",
+        "re-check trough",
+    ),
+    (
+        rules.NOT_STEADY_STATE,
+        "Not at steady state",
+        "The latest trough was drawn less than 72 h after a dose change, formulation switch or "
+        "interacting-drug change.",
+        "D",
+        "re-check trough",
+    ),
+    (
+        rules.DURATION_UNDER_36_MONTHS,
+        "Under 36 months",
+        "Total immunosuppression is still short of the recommended 36 months.",
+        "G",
+        "continue therapy",
+    ),
+    (
+        rules.PREMATURE_DISCONTINUATION,
+        "Premature discontinuation",
+        "The recorded or planned end of immunosuppression comes before 36 months.",
+        "G",
+        "review planned stop",
+    ),
+    (
+        rules.INTERACTION_RECHECK,
+        "Interaction: re-check",
+        "An interacting drug was started or stopped recently or since the last trough.",
+        "G",
+        "check interaction",
+    ),
+    (
+        rules.CNI_COMBINATION,
+        "Two calcineurin inhibitors",
+        "A second calcineurin inhibitor (ciclosporin or voclosporin) is active alongside "
+        "tacrolimus.",
+        "G",
+        "review combination",
+    ),
+    (
+        rules.OVERIMMUNOSUPPRESSION,
+        "Over-immunosuppression",
+        "More than two other immunosuppressants are active alongside tacrolimus.",
+        "G",
+        "review immunosuppression",
+    ),
+    (
+        rules.PRE_EXISTING_CKD,
+        "Pre-existing CKD",
+        "Baseline eGFR was below 60 before tacrolimus started.",
+        "G",
+        "monitor kidney function",
+    ),
+    (
+        rules.NEPHROTOXICITY_WATCH,
+        "Nephrotoxicity watch",
+        "Creatinine has risen 30 % or more over the pre-tacrolimus baseline.",
+        "D",
+        "review kidney function",
+    ),
+    (
+        rules.LEVEL_OVERDUE,
+        "Trough overdue",
+        "No trough in the last 90 days, or none after a recent change.",
+        "D",
+        "re-check trough",
+    ),
+    (
+        rules.HIGH_VARIABILITY,
+        "High variability",
+        "Intra-patient variability (CV) of qualifying troughs is above 30 %.",
+        "L",
+        "review adherence and interactions",
+    ),
+]
+
+ALERTS: dict[str, AlertText] = {
+    code: AlertText(code, label, explanation, evidence, action, rules.ALERT_SEVERITY[code])
+    for code, label, explanation, evidence, action in _TEXTS
+}
+
+# Which alert decides the worklist's "next action" when several apply.
+ACTION_PRIORITY = [
+    rules.C12H_TIMING_MISSING,
+    rules.TROUGH_ABOVE_RANGE,
+    rules.TROUGH_BELOW_RANGE,
+    rules.CNI_COMBINATION,
+    rules.INTERACTION_RECHECK,
+    rules.SAMPLE_MISTIMED,
+    rules.NOT_STEADY_STATE,
+    rules.LEVEL_OVERDUE,
+    rules.NEPHROTOXICITY_WATCH,
+    rules.OVERIMMUNOSUPPRESSION,
+    rules.PREMATURE_DISCONTINUATION,
+    rules.HIGH_VARIABILITY,
+    rules.PRE_EXISTING_CKD,
+    rules.DURATION_UNDER_36_MONTHS,
+]
+
+
+def alert_texts(codes: list[str]) -> list[AlertText]:
+    """Warnings first, then the rest, each group in action priority."""
+    order = {code: i for i, code in enumerate(ACTION_PRIORITY)}
+    severity_rank = {rules.WARNING: 0, rules.CAUTION: 1, rules.INFORMATION: 2}
+    known = [ALERTS[c] for c in codes if c in ALERTS]
+    return sorted(known, key=lambda a: (severity_rank[a.severity], order[a.code]))
+
+
+def next_action(codes: list[str]) -> str:
+    for code in ACTION_PRIORITY:
+        if code in codes:
+            return ALERTS[code].action
+    return "no action"

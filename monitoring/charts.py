@@ -1,0 +1,966 @@
+"""Plotly figures for the patient pages, one function per figure.
+
+Figures are built from an already computed ``PatientAssessment`` (no queries, no judgement
+here: every verdict shown comes from ``assessment``/``rules``). The page passes
+``figure_json(fig)`` through ``json_script`` and ``static/js/trough-chart.js`` draws it with
+the local plotly.js, so no inline script is needed (CSP) and nothing comes from a CDN.
+
+The trough figure must read in black and white (printed letters, colour-blind readers):
+the range verdict is carried by colour AND by the marker fill (in range solid, below open,
+above open with a dot, indeterminate solid with a white dot), the timing verdict by the
+marker shape, censored results by a triangle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import plotly.graph_objects as go
+from django.utils import timezone
+from plotly.subplots import make_subplots
+
+from . import rules
+from .assessment import (
+    LevelAssessment,
+    PatientAssessment,
+    Target,
+    drug_events,
+    target_from_assignment,
+)
+from .models import (
+    Assay,
+    InteractionDirection,
+    LabResult,
+    LabTest,
+    LevelStatus,
+    RecordStatus,
+    Regimen,
+)
+
+UNITS = (rules.CANONICAL_UNIT, rules.NMOL_UNIT)
+
+# Creatinine 113.12 g/mol: 1 g/g creatinine = 113.12 mg/mmol (unit conversion, not a threshold).
+UPCR_MG_MMOL_PER_G_G = Decimal("113.12")
+
+# Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
+RANGE_STYLE = {
+    # code: (legend name, colour, symbol modifier, marker line colour, line width)
+    rules.IN_RANGE: ("In range", "#009E73", "", "#004d38", 1),
+    rules.BELOW: ("Below range", "#0072B2", "-open", "#0072B2", 2),
+    rules.ABOVE: ("Above range", "#D55E00", "-open-dot", "#D55E00", 2),
+    rules.INDETERMINATE: ("Indeterminate (censored)", "#6E6E6E", "-dot", "#ffffff", 1.5),
+}
+RANGE_ORDER = (rules.IN_RANGE, rules.BELOW, rules.ABOVE, rules.INDETERMINATE)
+RANGE_WORDS = {
+    rules.IN_RANGE: "in range",
+    rules.BELOW: "below range",
+    rules.ABOVE: "above range",
+    rules.INDETERMINATE: "indeterminate",
+}
+
+TIMING_SYMBOL = {
+    rules.VALID: "circle",
+    rules.BORDERLINE: "diamond",
+    rules.MISTIMED: "x",
+    rules.UNKNOWN: "square",
+}
+CENSORED_SYMBOL = {"<": "triangle-down", ">": "triangle-up"}
+TIMING_LEGEND = {
+    rules.VALID: "Timing valid (circle)",
+    rules.BORDERLINE: "Timing borderline (diamond)",
+    rules.MISTIMED: "Mistimed (x)",
+    rules.UNKNOWN: "Timing unknown (square)",
+}
+CENSORED_LEGEND = {
+    "<": "Censored < limit (triangle down)",
+    ">": "Censored > limit (triangle up)",
+}
+
+BAND_COLOUR = "rgba(0, 158, 115, 0.13)"
+DOSE_COLOUR = "#444444"
+DRUG_COLOUR = "#CC79A7"
+ASSAY_COLOUR = "#E69F00"
+PRELIMINARY_OPACITY = 0.45
+
+RANGE_BUTTONS = (
+    {"count": 6, "label": "6m", "step": "month", "stepmode": "backward"},
+    {"count": 1, "label": "1y", "step": "year", "stepmode": "backward"},
+    {"count": 3, "label": "3y", "step": "year", "stepmode": "backward"},
+    {"label": "all", "step": "all"},
+)
+
+
+# --- small formatting helpers ------------------------------------------------------------
+
+
+def _x(moment: datetime | date) -> str:
+    """Local wall-clock time as plotly reads it (plotly.js has no time zones)."""
+    if isinstance(moment, datetime):
+        return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+    return moment.isoformat()
+
+
+def _num(value: Decimal, places: int = 4) -> float:
+    """Rounded floats keep the figure JSON small (Decimals would also serialise as text)."""
+    return float(rules.round_to(Decimal(value), places))
+
+
+def _dose(mg: Decimal) -> str:
+    """3.00 → "3", 4.50 → "4.5", 10 → "10"."""
+    return f"{Decimal(mg).normalize():f}"
+
+
+def _plain(text: str) -> str:
+    """Entered text shown as text: plotly.js reads hover and annotation text as a small
+    HTML subset, so "<1.0" or a "<b>" in an accession must not become markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _in_unit(value_ng_ml: Decimal, unit: str) -> Decimal:
+    return rules.ng_ml_to_nmol_l(value_ng_ml) if unit == rules.NMOL_UNIT else value_ng_ml
+
+
+def _check_unit(unit: str) -> str:
+    for known in UNITS:
+        if unit.strip().lower() == known.lower():
+            return known
+    raise rules.RuleError("unit", unit, f"is not a chart unit (accepted: {', '.join(UNITS)})")
+
+
+def _assay_label(code: str) -> str:
+    return _plain(str(dict(Assay.choices).get(code, code)))
+
+
+def _regimen_text(regimen: Regimen) -> str:
+    return f"{_dose(regimen.daily_dose_mg)} mg/day {regimen.formulation} {regimen.frequency}"
+
+
+# --- what the chart shows -------------------------------------------------------------------
+
+
+def plotted_levels(assessment: PatientAssessment) -> list[LevelAssessment]:
+    """Every assessed trough except those entered in error (which never appear)."""
+    return [a for a in assessment.levels if a.level.status != LevelStatus.ENTERED_IN_ERROR]
+
+
+def dose_changes(regimens: Sequence[Regimen]) -> list[tuple[Regimen, str]]:
+    """One (regimen, label) per real change: start, dose change, formulation or frequency
+    switch, stop. A repeated identical record is not a change (as in assessment)."""
+    changes = []
+    previous = None
+    for regimen in regimens:
+        if previous is None:
+            if regimen.daily_dose_mg == 0:
+                label = "stopped"
+            else:
+                label = f"start {_regimen_text(regimen)}"
+            changes.append((regimen, label))
+            previous = regimen
+            continue
+        same_dose = regimen.daily_dose_mg == previous.daily_dose_mg
+        same_form = regimen.formulation == previous.formulation
+        same_freq = regimen.frequency == previous.frequency
+        if same_dose and same_form and same_freq:
+            continue
+        if regimen.daily_dose_mg == 0:
+            label = "stopped" if previous.daily_dose_mg != 0 else None
+        elif previous.daily_dose_mg == 0:
+            label = f"restart {_regimen_text(regimen)}"
+        else:
+            parts = []
+            if not same_dose:
+                parts.append(
+                    f"{_dose(previous.daily_dose_mg)} → {_dose(regimen.daily_dose_mg)} mg/day"
+                )
+            if not same_form:
+                parts.append(f"{previous.formulation} → {regimen.formulation}")
+            if not same_freq:
+                parts.append(f"{previous.frequency} → {regimen.frequency}")
+            label = ", ".join(parts)
+        if label:
+            changes.append((regimen, label))
+        previous = regimen
+    return changes
+
+
+def target_periods(
+    assessment: PatientAssessment, axis_start: datetime, axis_end: datetime
+) -> list[tuple[datetime, datetime, Target]]:
+    """(start, end, target) per assignment, clipped to the axis. Before the first assignment
+    the earliest one applies (as in ``assess_patient``), so the first band starts at the axis
+    start; without any assignment the default target covers the whole axis."""
+    assignments = sorted(assessment.records.targets, key=lambda a: a.effective_from)
+    assignments = [a for a in assignments if a.effective_from <= axis_end]
+    if not assignments:
+        return [(axis_start, axis_end, assessment.current_target)]
+    periods = []
+    for i, assignment in enumerate(assignments):
+        last = i + 1 == len(assignments)
+        end = axis_end if last else assignments[i + 1].effective_from
+        if end <= axis_start and not last:
+            continue  # superseded before the first record on the chart
+        start = assignment.effective_from if periods else axis_start
+        periods.append((start, end, target_from_assignment(assignment)))
+    return periods
+
+
+def assay_changes(levels: Sequence[LevelAssessment]) -> list[tuple[LevelAssessment, str]]:
+    """Troughs whose recorded assay differs from the previous recorded one (a blank assay
+    is unknown, not a change)."""
+    changes = []
+    last = ""
+    for a in levels:
+        assay = a.level.assay
+        if not assay:
+            continue
+        if last and assay != last:
+            changes.append((a, f"assay {_assay_label(last)} → {_assay_label(assay)}"))
+        last = assay
+    return changes
+
+
+# Hover text: the fixed words live once in the template, each point carries only its
+# values (customdata), and only ASCII plus "<br>" tags that json_script escapes 3-fold
+# stay out of the per-point data: ~500 troughs must fit in 150 KB of page.
+TROUGH_HOVER = (
+    "%{x|%Y-%m-%d %H:%M}%{customdata[6]}<br><b>%{customdata[0]}</b><br>"
+    "%{customdata[1]}, %{customdata[2]}<br>"
+    "range: %{customdata[3]}; timing: %{customdata[4]}; steady state: %{customdata[5]}"
+    "<extra></extra>"
+)
+
+
+def hover_fields(a: LevelAssessment) -> list[str]:
+    """The values ``TROUGH_HOVER`` shows for one trough (its ``customdata``)."""
+    level = a.level
+    comp = _plain(level.comparator)
+    ng = rules.round_to(level.value_ng_ml, 2)
+    nmol = rules.round_to(rules.ng_ml_to_nmol_l(level.value_ng_ml), 2)
+    value = f"{comp}{ng} ng/mL = {comp}{nmol} nmol/L"
+    hours = a.timing.hours
+    timing = (
+        f"{rules.round_to(hours, 1)} h after dose"
+        if hours is not None
+        else "time after dose unknown"
+    )
+    if a.timing.nominal_hours is not None:
+        timing += f" (C{int(a.timing.nominal_hours)}h)"
+    assay = _assay_label(level.assay) if level.assay else "assay not recorded"
+    if level.accession:
+        assay += f", acc. {_plain(level.accession)}"
+    timing_flag = a.timing.code
+    if a.timing.code in (rules.BORDERLINE, rules.MISTIMED) and a.timing.direction:
+        timing_flag += f" ({a.timing.direction})"
+    elif a.timing.code == rules.UNKNOWN and a.timing.reason:
+        timing_flag += f" ({a.timing.reason})"
+    status = {LevelStatus.PRELIMINARY: " PRELIMINARY", LevelStatus.CORRECTED: " (corrected)"}
+    return [
+        value,
+        timing,
+        assay,
+        RANGE_WORDS[a.range],
+        timing_flag,
+        "yes" if a.steady_state else "NO",
+        status.get(level.status, ""),
+    ]
+
+
+def _symbol(a: LevelAssessment) -> str:
+    base = CENSORED_SYMBOL.get(a.level.comparator) or TIMING_SYMBOL[a.timing.code]
+    return base + RANGE_STYLE[a.range][2]
+
+
+def _axis_bounds(
+    assessment: PatientAssessment,
+    levels: Sequence[LevelAssessment],
+    regimens: Sequence[Regimen],
+    labs: Sequence[LabResult],
+) -> tuple[datetime, datetime]:
+    moments = [a.level.collected_at for a in levels]
+    moments += [r.effective_at for r in regimens]
+    moments += [lab.collected_at for lab in labs]
+    end = assessment.now
+    start = min(moments) if moments else end
+    return start, end
+
+
+# --- the figure -----------------------------------------------------------------------------
+
+
+def trough_figure(assessment: PatientAssessment, *, unit: str = "ng/mL") -> go.Figure:
+    """Troughs over time against the target band(s), with the daily dose, interacting-drug
+    and assay-change markers, and kidney labs in a panel below on the same time axis."""
+    unit = _check_unit(unit)
+    records = assessment.records
+    now = assessment.now
+    levels = plotted_levels(assessment)
+    regimens = sorted(
+        (r for r in records.regimens if r.status == RecordStatus.ACTIVE and r.effective_at <= now),
+        key=lambda r: r.effective_at,
+    )
+    labs = sorted(
+        (
+            lab
+            for lab in records.labs
+            if lab.status == RecordStatus.ACTIVE and lab.collected_at <= now
+        ),
+        key=lambda lab: lab.collected_at,
+    )
+    axis_start, axis_end = _axis_bounds(assessment, levels, regimens, labs)
+
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        row_heights=[0.72, 0.28],
+        vertical_spacing=0.06,
+        specs=[[{"secondary_y": True}], [{"secondary_y": True}]],
+    )
+    # An empty template: the default one would add ~10 KB to every page.
+    fig.update_layout(template="none")
+
+    _add_bands(fig, assessment, axis_start, axis_end, unit)
+    _add_troughs(fig, levels, unit)
+    _add_legend_keys(fig, levels)
+    _add_dose(fig, regimens, axis_end)
+    _add_drug_events(fig, assessment)
+    _add_assay_changes(fig, levels)
+    _add_labs(fig, labs)
+
+    fig.update_layout(
+        height=620,
+        margin={"l": 60, "r": 60, "t": 40, "b": 80},
+        plot_bgcolor="#ffffff",
+        paper_bgcolor="#ffffff",
+        font={"family": "system-ui, sans-serif", "size": 12},
+        hovermode="closest",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.08, "x": 0},
+        meta={"unit": unit},
+    )
+    grid = {
+        "showgrid": True,
+        "gridcolor": "#e6e6e6",
+        "zeroline": False,
+        "showline": True,
+        "linecolor": "#888888",
+    }
+    fig.update_xaxes(type="date", **grid)
+    fig.update_xaxes(
+        row=1,
+        col=1,
+        rangeselector={"buttons": list(RANGE_BUTTONS), "x": 0, "y": 1.02, "yanchor": "bottom"},
+    )
+    fig.update_yaxes(
+        row=1, col=1, secondary_y=False, title_text=f"Trough ({unit})", rangemode="tozero", **grid
+    )
+    fig.update_yaxes(
+        row=1,
+        col=1,
+        secondary_y=True,
+        title_text="Daily dose (mg/day)",
+        tickmode="auto",  # plotly.js would otherwise sync ticks to the trough axis
+        rangemode="tozero",
+        showgrid=False,
+        zeroline=False,
+    )
+    fig.update_yaxes(row=2, col=1, secondary_y=False, rangemode="tozero", **grid)
+    fig.update_yaxes(
+        row=2,
+        col=1,
+        secondary_y=True,
+        title_text="UPCR (g/g)",
+        tickmode="auto",
+        rangemode="tozero",
+        showgrid=False,
+        zeroline=False,
+    )
+    return fig
+
+
+def _add_bands(
+    fig: go.Figure, assessment: PatientAssessment, start: datetime, end: datetime, unit: str
+) -> None:
+    for period_start, period_end, target in target_periods(assessment, start, end):
+        # Exact converted bounds (4–6 ng/mL is 4.9752–7.4628 nmol/L); never rounded text.
+        low = float(_in_unit(target.low, unit))
+        high = float(_in_unit(target.high, unit))
+        fig.add_shape(
+            type="rect",
+            xref="x",
+            yref="y",
+            x0=_x(period_start),
+            x1=_x(period_end),
+            y0=low,
+            y1=high,
+            fillcolor=BAND_COLOUR,
+            line={"width": 0},
+            layer="below",
+            name=f"target {target.name}",
+        )
+        fig.add_annotation(
+            xref="x",
+            yref="y",
+            x=_x(period_start),
+            y=low,  # inside the band at its foot: dose labels sit above the curve
+            xanchor="left",
+            yanchor="bottom",
+            showarrow=False,
+            font={"size": 10, "color": "#2f6f5a"},
+            name="target_band",
+            text=(
+                f"target {_dose(_round_display(target.low, unit))}–"
+                f"{_dose(_round_display(target.high, unit))} {unit}"
+            ),
+        )
+
+
+def _round_display(value_ng_ml: Decimal, unit: str) -> Decimal:
+    return rules.round_to(_in_unit(value_ng_ml, unit), 2)
+
+
+def _add_troughs(fig: go.Figure, levels: Sequence[LevelAssessment], unit: str) -> None:
+    for code in RANGE_ORDER:
+        group = [a for a in levels if a.range == code]
+        if not group:
+            continue
+        name, colour, _, line_colour, line_width = RANGE_STYLE[code]
+        preliminary = [a.level.status == LevelStatus.PRELIMINARY for a in group]
+        marker: dict[str, Any] = {
+            "symbol": [_symbol(a) for a in group],
+            "color": colour,
+            "size": 10,
+            "line": {"color": line_colour, "width": line_width},
+        }
+        trace: dict[str, Any] = {"mode": "markers"}
+        if any(preliminary):
+            marker["opacity"] = [PRELIMINARY_OPACITY if p else 1 for p in preliminary]
+            trace = {
+                "mode": "markers+text",
+                "text": ["prelim." if p else "" for p in preliminary],
+                "textposition": "top center",
+                "textfont": {"size": 9, "color": "#555555"},
+            }
+        fig.add_trace(
+            go.Scatter(
+                x=[_x(a.level.collected_at) for a in group],
+                y=[_num(_in_unit(a.level.value_ng_ml, unit)) for a in group],
+                name=name,
+                legendgroup=f"range:{code}",
+                showlegend=False,  # the key below shows the fill on a neutral circle
+                meta="troughs",
+                marker=marker,
+                customdata=[hover_fields(a) for a in group],
+                hovertemplate=TROUGH_HOVER,
+                **trace,
+            ),
+            row=1,
+            col=1,
+            secondary_y=False,
+        )
+
+
+def _add_legend_keys(fig: go.Figure, levels: Sequence[LevelAssessment]) -> None:
+    """Legend-only entries: range as colour and fill on a circle (clicking one toggles its
+    troughs), then the shapes for timing and censoring."""
+    ranges = {a.range for a in levels}
+    for code in RANGE_ORDER:
+        if code not in ranges:
+            continue
+        name, colour, modifier, line_colour, line_width = RANGE_STYLE[code]
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=name,
+                legendgroup=f"range:{code}",
+                marker={
+                    "symbol": "circle" + modifier,
+                    "color": colour,
+                    "size": 10,
+                    "line": {"color": line_colour, "width": line_width},
+                },
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+            secondary_y=False,
+        )
+    timings = {a.timing.code for a in levels if not a.level.comparator}
+    comparators = {a.level.comparator for a in levels if a.level.comparator}
+    keys = [(TIMING_LEGEND[c], TIMING_SYMBOL[c]) for c in TIMING_SYMBOL if c in timings]
+    keys += [(CENSORED_LEGEND[c], CENSORED_SYMBOL[c]) for c in CENSORED_SYMBOL if c in comparators]
+    for name, symbol in keys:
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=name,
+                legendgroup="shape",
+                marker={"symbol": symbol + "-open", "color": "#333333", "size": 9},
+                hoverinfo="skip",
+            ),
+            row=1,
+            col=1,
+            secondary_y=False,
+        )
+
+
+def _add_dose(fig: go.Figure, regimens: Sequence[Regimen], axis_end: datetime) -> None:
+    changes = dose_changes(regimens)
+    if not changes:
+        return
+    xs = [_x(r.effective_at) for r, _ in changes]
+    ys = [_num(r.daily_dose_mg, 2) for r, _ in changes]
+    # Carry the last dose to the end of the axis so the step shows what is in force now.
+    xs.append(_x(axis_end))
+    ys.append(ys[-1])
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="lines",
+            line_shape="hv",
+            name="Daily dose (mg/day)",
+            line={"color": DOSE_COLOUR, "width": 1.5, "dash": "dash"},
+            hovertext=[_regimen_text(r) for r, _ in changes] + [_regimen_text(changes[-1][0])],
+            hovertemplate="%{x|%Y-%m-%d}<br>%{hovertext}<extra>dose</extra>",
+        ),
+        row=1,
+        col=1,
+        secondary_y=True,
+    )
+    for i, (regimen, label) in enumerate(changes):
+        fig.add_annotation(
+            x=_x(regimen.effective_at),
+            y=_num(regimen.daily_dose_mg, 2),
+            text=label,
+            showarrow=True,
+            arrowhead=2,
+            arrowsize=0.8,
+            arrowcolor=DOSE_COLOUR,
+            ax=0,
+            ay=-28 if i % 2 == 0 else -46,  # alternate heights so close changes stay legible
+            font={"size": 10, "color": DOSE_COLOUR},
+            bgcolor="rgba(255,255,255,0.8)",
+            name="dose_change",
+            row=1,
+            col=1,
+            secondary_y=True,
+        )
+
+
+def _add_drug_events(fig: go.Figure, assessment: PatientAssessment) -> None:
+    drugs = [d for d in assessment.records.drugs if d.status == RecordStatus.ACTIVE]
+    as_of = timezone.localdate(assessment.now)
+    for event in sorted(drug_events(drugs, as_of), key=lambda e: (e.on, e.drug)):
+        if event.direction not in (InteractionDirection.RAISES, InteractionDirection.LOWERS):
+            continue
+        change = rules.expected_level_change(event)
+        arrow = "↑" if change == "rise" else "↓"
+        x = _x(event.on)
+        # Spans both panels: a drug event matters to the kidney labs as well.
+        fig.add_shape(
+            type="line",
+            xref="x",
+            yref="paper",
+            x0=x,
+            x1=x,
+            y0=0,
+            y1=1,
+            line={"color": DRUG_COLOUR, "width": 1, "dash": "dot"},
+            name="interaction_event",
+        )
+        fig.add_annotation(
+            x=x,
+            xref="x",
+            yref="paper",
+            y=1,
+            yanchor="top",
+            xanchor="left",
+            textangle=-90,
+            showarrow=False,
+            font={"size": 9, "color": "#8a3f6a"},
+            text=(
+                f"{_plain(event.drug)} {event.kind} ({event.direction}: level may {change}) {arrow}"
+            ),
+            name="interaction_event",
+        )
+
+
+def _add_assay_changes(fig: go.Figure, levels: Sequence[LevelAssessment]) -> None:
+    for a, label in assay_changes(levels):
+        x = _x(a.level.collected_at)
+        fig.add_shape(
+            type="line",
+            xref="x",
+            yref="y domain",
+            x0=x,
+            x1=x,
+            y0=0,
+            y1=1,
+            line={"color": ASSAY_COLOUR, "width": 1.5, "dash": "dashdot"},
+            name="assay_change",
+        )
+        fig.add_annotation(
+            x=x,
+            xref="x",
+            yref="y domain",
+            y=0,
+            yanchor="bottom",
+            xanchor="left",
+            showarrow=False,
+            text=label,
+            textangle=-90,  # along the line: close changes would overlap side by side
+            font={"size": 9, "color": "#8a5a00"},
+            bgcolor="rgba(255,255,255,0.8)",
+            name="assay_change",
+        )
+
+
+def _upcr_g_g(lab: LabResult) -> Decimal:
+    if lab.unit.strip().lower() == "mg/mmol":
+        return lab.value / UPCR_MG_MMOL_PER_G_G
+    return lab.value  # g/g and mg/mg are the same ratio
+
+
+def _add_labs(fig: go.Figure, labs: Sequence[LabResult]) -> None:
+    creatinine = [lab for lab in labs if lab.test == LabTest.CREATININE]
+    egfr = [lab for lab in labs if lab.test == LabTest.EGFR]
+    upcr = [lab for lab in labs if lab.test == LabTest.UPCR]
+    # Creatinine and eGFR differ by two orders of magnitude: one shares the axis, and
+    # creatinine (the nephrotoxicity watch) wins when both are recorded.
+    if creatinine:
+        values = [rules.creatinine_mg_dl(lab.value, lab.unit) for lab in creatinine]
+        fig.add_trace(
+            go.Scatter(
+                x=[_x(lab.collected_at) for lab in creatinine],
+                y=[_num(v, 2) for v in values],
+                mode="lines+markers",
+                name="Creatinine (mg/dL)",
+                marker={"symbol": "circle", "size": 6, "color": "#444444"},
+                line={"color": "#444444", "width": 1},
+                hovertemplate="%{x|%Y-%m-%d}<br>creatinine %{y:.2f} mg/dL<extra></extra>",
+            ),
+            row=2,
+            col=1,
+            secondary_y=False,
+        )
+        fig.update_yaxes(row=2, col=1, secondary_y=False, title_text="Creatinine (mg/dL)")
+    elif egfr:
+        fig.add_trace(
+            go.Scatter(
+                x=[_x(lab.collected_at) for lab in egfr],
+                y=[_num(lab.value, 1) for lab in egfr],
+                mode="lines+markers",
+                name="eGFR (mL/min/1.73m²)",
+                marker={"symbol": "circle", "size": 6, "color": "#444444"},
+                line={"color": "#444444", "width": 1},
+                hovertemplate="%{x|%Y-%m-%d}<br>eGFR %{y:.0f} mL/min/1.73m²<extra></extra>",
+            ),
+            row=2,
+            col=1,
+            secondary_y=False,
+        )
+        fig.update_yaxes(row=2, col=1, secondary_y=False, title_text="eGFR")
+    if upcr:
+        fig.add_trace(
+            go.Scatter(
+                x=[_x(lab.collected_at) for lab in upcr],
+                y=[_num(_upcr_g_g(lab), 2) for lab in upcr],
+                mode="lines+markers",
+                name="UPCR (g/g)",
+                marker={"symbol": "square-open", "size": 6, "color": "#7a5195"},
+                line={"color": "#7a5195", "width": 1, "dash": "dot"},
+                hovertemplate="%{x|%Y-%m-%d}<br>UPCR %{y:.2f} g/g<extra></extra>",
+            ),
+            row=2,
+            col=1,
+            secondary_y=True,
+        )
+    if not (creatinine or egfr or upcr):
+        fig.add_annotation(
+            text="No kidney labs recorded",
+            showarrow=False,
+            xref="x domain",
+            yref="y domain",
+            x=0.5,
+            y=0.5,
+            font={"size": 11, "color": "#666666"},
+            row=2,
+            col=1,
+            secondary_y=False,
+        )
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def figure_json(fig: go.Figure) -> dict:
+    """Plain data for ``{{ figure|json_script:"trough-chart-data" }}``: {"data", "layout"}."""
+    return fig.to_plotly_json()
+
+
+def chart_summary(assessment: PatientAssessment, *, unit: str = "ng/mL") -> str:
+    """The chart as one sentence: the text alternative for screen readers and print."""
+    unit = _check_unit(unit)
+    levels = plotted_levels(assessment)
+    if not levels:
+        return "No troughs recorded."
+    first = timezone.localdate(levels[0].level.collected_at)
+    last_day = timezone.localdate(levels[-1].level.collected_at)
+    latest = levels[-1]
+    value = _round_display(latest.level.value_ng_ml, unit)
+    # ng/mL as reported (5.1, not 5.10); a converted value always with 2 decimals.
+    shown = f"{value.normalize():f}" if unit == rules.CANONICAL_UNIT else f"{value:f}"
+    state = RANGE_WORDS[latest.range]
+    if latest.level.status == LevelStatus.PRELIMINARY:
+        state += ", preliminary"
+    n = len(levels)
+    in_range = sum(1 for a in levels if a.range == rules.IN_RANGE)
+    noun = "trough" if n == 1 else "troughs"
+    span = f"on {first}" if first == last_day else f"from {first} to {last_day}"
+    return (
+        f"{n} {noun} {span}; latest {latest.level.comparator}{shown} {unit} ({state}); "
+        f"{in_range} of {n} in range."
+    )
+
+
+# --- the printed report's figure (issue 4) --------------------------------------------------
+
+REPORT_WIDTH = 680  # px: fits A4 portrait between 14 mm margins (182 mm ≈ 688 px)
+REPORT_HEIGHT = 300
+# On paper the range verdict is the marker's shape; a hollow marker is a trough that cannot
+# be read as a true steady-state trough (timing not valid, or drawn before steady state).
+REPORT_SHAPE = {
+    rules.IN_RANGE: ("circle", "In range (circle)"),
+    rules.BELOW: ("triangle-down", "Below range (triangle down)"),
+    rules.ABOVE: ("triangle-up", "Above range (triangle up)"),
+    rules.INDETERMINATE: ("diamond", "Indeterminate, censored (diamond)"),
+}
+REPORT_INK = "#000000"
+REPORT_GREY = "#6b6b6b"
+REPORT_BAND_FILL = "#e3e3e3"
+REPORT_BAND_HATCH = "#9a9a9a"
+
+
+def _report_solid(a: LevelAssessment) -> bool:
+    return a.timing.code == rules.VALID and a.steady_state
+
+
+def report_figure(
+    assessment: PatientAssessment,
+    *,
+    unit: str = "ng/mL",
+    start: datetime | None = None,
+    width: int = REPORT_WIDTH,
+    height: int = REPORT_HEIGHT,
+) -> go.Figure:
+    """The trough chart for the printed report: a fixed size, readable in black and white.
+
+    The target band is grey and hatched, each range verdict has its own marker shape (circle
+    in range, triangle down below, triangle up above, diamond indeterminate), a hollow marker
+    is a trough not at a valid timing or not at steady state, censored results carry their
+    "<x"/">x" as text, and the daily dose is a grey step line on the right axis. Only troughs
+    collected after ``start`` (the report period) are drawn; no labs panel, no range buttons.
+    """
+    unit = _check_unit(unit)
+    records = assessment.records
+    now = assessment.now
+    levels = [
+        a for a in plotted_levels(assessment) if start is None or a.level.collected_at > start
+    ]
+    regimens = sorted(
+        (r for r in records.regimens if r.status == RecordStatus.ACTIVE and r.effective_at <= now),
+        key=lambda r: r.effective_at,
+    )
+    if start is None:
+        moments = [a.level.collected_at for a in levels] + [r.effective_at for r in regimens]
+        axis_start = min(moments) if moments else now
+    else:
+        axis_start = start
+    axis_end = now
+
+    fig = go.Figure()
+    fig.update_layout(template="none")
+    top = 0.0
+    for period_start, period_end, target in target_periods(assessment, axis_start, axis_end):
+        low = float(_in_unit(target.low, unit))
+        high = float(_in_unit(target.high, unit))
+        top = max(top, high)
+        x0, x1 = _x(max(period_start, axis_start)), _x(period_end)
+        # A filled polygon (not a layout shape): only traces take a fill pattern.
+        fig.add_trace(
+            go.Scatter(
+                x=[x0, x1, x1, x0, x0],
+                y=[low, low, high, high, low],
+                mode="lines",
+                fill="toself",
+                fillcolor=REPORT_BAND_FILL,
+                fillpattern={
+                    "shape": "/",
+                    "fgcolor": REPORT_BAND_HATCH,
+                    "bgcolor": REPORT_BAND_FILL,
+                    "size": 7,
+                    "solidity": 0.12,
+                },
+                line={"color": REPORT_GREY, "width": 0.75},
+                name="Target band (hatched)",
+                legendgroup="band",
+                showlegend=not any(t.legendgroup == "band" for t in fig.data),
+                hoverinfo="skip",
+                meta="band",
+            )
+        )
+        fig.add_annotation(
+            x=x0,
+            y=high,
+            xanchor="left",
+            yanchor="top",  # inside the band, below its upper edge
+            showarrow=False,
+            bgcolor="rgba(255, 255, 255, 0.85)",
+            font={"size": 9, "color": REPORT_INK},
+            text=(
+                f"target {_dose(_round_display(target.low, unit))}–"
+                f"{_dose(_round_display(target.high, unit))} {unit}"
+            ),
+            name="target_band",
+        )
+
+    for code in RANGE_ORDER:
+        group = [a for a in levels if a.range == code]
+        if not group:
+            continue
+        shape, name = REPORT_SHAPE[code]
+        values = [float(_in_unit(a.level.value_ng_ml, unit)) for a in group]
+        top = max(top, *values)
+        fig.add_trace(
+            go.Scatter(
+                x=[_x(a.level.collected_at) for a in group],
+                y=[_num(_in_unit(a.level.value_ng_ml, unit)) for a in group],
+                mode="markers+text",
+                text=[
+                    _plain(f"{a.level.comparator}{_round_display(a.level.value_ng_ml, unit)}")
+                    if a.level.comparator
+                    else ""
+                    for a in group
+                ],
+                textposition="middle right",
+                textfont={"size": 8, "color": REPORT_INK},
+                name=name,
+                meta="troughs",
+                marker={
+                    "symbol": [shape if _report_solid(a) else f"{shape}-open" for a in group],
+                    "size": 8,
+                    "color": [
+                        REPORT_GREY if a.level.status == LevelStatus.PRELIMINARY else REPORT_INK
+                        for a in group
+                    ],
+                    "line": {"color": REPORT_INK, "width": 1},
+                },
+                hoverinfo="skip",
+            )
+        )
+    if any(not _report_solid(a) for a in levels):
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name="Hollow: timing not valid or not at steady state",
+                marker={"symbol": "circle-open", "size": 8, "color": REPORT_INK},
+                hoverinfo="skip",
+            )
+        )
+
+    top_dose = 0.0
+    changes = dose_changes(regimens)
+    if changes:
+        shown = [c for c in changes if c[0].effective_at >= axis_start]
+        before = [c for c in changes if c[0].effective_at < axis_start]
+        xs = ([_x(axis_start)] if before else []) + [_x(r.effective_at) for r, _ in shown]
+        ys = ([_num(before[-1][0].daily_dose_mg, 2)] if before else []) + [
+            _num(r.daily_dose_mg, 2) for r, _ in shown
+        ]
+        if ys:
+            top_dose = max(ys)
+            xs.append(_x(axis_end))
+            ys.append(ys[-1])
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines",
+                    line_shape="hv",
+                    name="Daily dose (mg/day, right axis)",
+                    line={"color": REPORT_GREY, "width": 1.5, "dash": "dash"},
+                    yaxis="y2",
+                    hoverinfo="skip",
+                    meta="dose",
+                )
+            )
+
+    margin = max((axis_end - axis_start) * 0.02, timedelta(hours=12))
+    fig.update_layout(
+        width=width,
+        height=height,
+        autosize=False,
+        margin={"l": 48, "r": 48, "t": 12, "b": 40},
+        plot_bgcolor="#ffffff",
+        paper_bgcolor="#ffffff",
+        font={"family": "Helvetica, Arial, sans-serif", "size": 10, "color": REPORT_INK},
+        showlegend=True,
+        legend={
+            "orientation": "h",
+            "yanchor": "top",
+            "y": -0.12,
+            "x": 0,
+            "font": {"size": 9},
+            "itemclick": False,
+            "itemdoubleclick": False,
+        },
+        hovermode=False,
+        dragmode=False,
+        meta={"unit": unit, "print": True},
+        xaxis={
+            "type": "date",
+            # A little room at both ends so that a trough on the edge is drawn whole.
+            "range": [_x(axis_start - margin), _x(axis_end + margin)],
+            "showgrid": True,
+            "gridcolor": "#d0d0d0",
+            "showline": True,
+            "linecolor": REPORT_INK,
+            "ticks": "outside",
+            "fixedrange": True,
+        },
+        yaxis={
+            "title": {"text": f"Trough ({unit})"},
+            "range": [0, (top or 1.0) * 1.15],
+            "showgrid": True,
+            "gridcolor": "#d0d0d0",
+            "zeroline": False,
+            "showline": True,
+            "linecolor": REPORT_INK,
+            "ticks": "outside",
+            "fixedrange": True,
+        },
+        yaxis2={
+            "title": {"text": "Daily dose (mg/day)"},
+            "overlaying": "y",
+            "side": "right",
+            # Its own ticks (plotly.js would sync them to the trough axis: 0.99, 1.98, ...).
+            "tickmode": "auto",
+            "range": [0, (top_dose or 1.0) * 1.25],
+            "showgrid": False,
+            "zeroline": False,
+            "showline": True,
+            "linecolor": REPORT_GREY,
+            "ticks": "outside",
+            "fixedrange": True,
+        },
+    )
+    return fig

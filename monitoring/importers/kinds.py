@@ -1,0 +1,449 @@
+"""One importer per CSV kind. Each validates a row through ``monitoring.validation`` and writes
+it at once; the runner wraps the whole file in one transaction and rolls it back when any row
+failed or the run is a dry run, so later rows see earlier ones (a correction that follows its
+original in the same file works) and nothing is left behind on error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from decimal import Decimal
+
+from django.utils import timezone
+
+from .. import rules, validation
+from ..catalog import match_drug
+from ..config import DEFAULT_PROFILE_CODE
+from ..models import (
+    ConcomitantDrug,
+    DrugCatalogEntry,
+    LabResult,
+    LevelStatus,
+    Patient,
+    RecordStatus,
+    Regimen,
+    Source,
+    TargetAssignment,
+    TargetProfile,
+    TroughLevel,
+)
+
+CREATED, UPDATED, UNCHANGED, ERROR = "created", "updated", "unchanged", "error"
+
+
+class RowErrors(Exception):
+    def __init__(self, errors: list[rules.RuleError]):
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+@dataclass
+class Context:
+    thresholds: rules.Thresholds
+    decimal_comma: bool = False
+    user: object | None = None
+    source: str = Source.CSV
+    patients: dict[str, Patient] = field(default_factory=dict)
+    affected: set[int] = field(default_factory=set)
+
+    def patient(self, mrn: str) -> Patient:
+        if mrn not in self.patients:
+            found = Patient.objects.filter(mrn=mrn).first()
+            if found is None:
+                raise rules.RuleError("mrn", mrn, "unknown patient (import the patient first)")
+            self.patients[mrn] = found
+        return self.patients[mrn]
+
+
+class Collector:
+    """Gather every field error of a row instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.errors: list[rules.RuleError] = []
+
+    def __call__(self, func, *args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except rules.RuleError as exc:
+            self.errors.append(exc)
+            return None
+
+    def check(self) -> None:
+        if self.errors:
+            raise RowErrors(self.errors)
+
+
+def _stamp(record, ctx: Context) -> None:
+    record.source = ctx.source
+    if ctx.user is not None and getattr(ctx.user, "pk", None):
+        record.entered_by = ctx.user
+        record._history_user = ctx.user
+
+
+def _save_changes(record, values: dict, ctx: Context) -> str:
+    """Create, update or leave a record, and say which."""
+    if record.pk is None:
+        for key, value in values.items():
+            setattr(record, key, value)
+        _stamp(record, ctx)
+        record.save()
+        return CREATED
+    changed = {k: v for k, v in values.items() if getattr(record, k) != v}
+    if not changed:
+        return UNCHANGED
+    for key, value in changed.items():
+        setattr(record, key, value)
+    if ctx.user is not None and getattr(ctx.user, "pk", None):
+        record._history_user = ctx.user
+    record.save()
+    return UPDATED
+
+
+class Importer:
+    kind = ""
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    # So that an export_csv file of the same kind imports as it is (round trip): the
+    # export's names for import columns, and its computed columns (ignored).
+    aliases: dict[str, str] = {}
+    derived: tuple[str, ...] = ()
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def import_row(self, row: dict[str, str]) -> tuple[str, str]:
+        """Validate and write one row; return (action, mrn)."""
+        raise NotImplementedError
+
+
+class PatientImporter(Importer):
+    kind = "patients"
+    required = ("mrn", "family_name", "given_name", "birth_date", "sex")
+    optional = ("height_cm", "target_profile", "therapy_start", "therapy_end", "ln_class")
+    derived = (
+        "months_on_therapy",
+        "duration_flag",
+        "latest_collected_at",
+        "latest_value_ng_ml",
+        "latest_range_flag",
+        "latest_timing_flag",
+        "pct_in_range",
+        "ttr_percent",
+        "cv_percent",
+        "cd_ratio",
+        "alerts",
+    )
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        self.profiles = {p.code.lower(): p for p in TargetProfile.objects.all()}
+
+    def import_row(self, row):
+        c = Collector()
+        mrn = c(validation.mrn, row.get("mrn"))
+        values = {
+            "family_name": c(validation.required, row.get("family_name"), "family_name"),
+            "given_name": c(validation.required, row.get("given_name"), "given_name"),
+            "birth_date": c(
+                validation.parse_date, row.get("birth_date"), "birth_date", not_future=True
+            ),
+            "sex": c(validation.sex, row.get("sex")),
+            "height_cm": c(
+                validation.height_cm, row.get("height_cm"), decimal_comma=self.ctx.decimal_comma
+            ),
+            "therapy_start": c(validation.parse_date, row.get("therapy_start"), "therapy_start"),
+            "therapy_end": c(validation.parse_date, row.get("therapy_end"), "therapy_end"),
+            "ln_class": (row.get("ln_class") or "").strip(),
+        }
+        if values["birth_date"] is None and not c.errors:
+            c.errors.append(rules.RuleError("birth_date", "", "is required"))
+        for name in ("family_name", "given_name"):
+            if values[name] and len(values[name]) > 100:
+                c.errors.append(rules.RuleError(name, values[name], "longer than 100 characters"))
+        if len(values["ln_class"]) > 20:
+            c.errors.append(rules.RuleError("ln_class", values["ln_class"], "longer than 20"))
+        start, end = values["therapy_start"], values["therapy_end"]
+        if start and end and end < start:
+            c.errors.append(rules.RuleError("therapy_end", end, "is before therapy_start"))
+        code = (row.get("target_profile") or "").strip().lower() or DEFAULT_PROFILE_CODE
+        profile = self.profiles.get(code)
+        if profile is None:
+            c.errors.append(
+                rules.RuleError(
+                    "target_profile", row.get("target_profile"), "unknown target profile code"
+                )
+            )
+        c.check()
+        patient = Patient.objects.filter(mrn=mrn).first() or Patient(mrn=mrn)
+        action = _save_changes(patient, values, self.ctx)
+        self.ctx.patients[mrn] = patient
+        target_action = self._set_base_target(patient, profile)
+        if action == UNCHANGED and target_action:
+            action = UPDATED
+        self.ctx.affected.add(patient.pk)
+        return action, mrn
+
+    def _set_base_target(self, patient: Patient, profile: TargetProfile) -> bool:
+        """The file's profile is the patient's first target; later phases are added by staff."""
+        first = patient.targets.order_by("effective_from").first()
+        if first is None:
+            start = timezone.make_aware(datetime.combine(patient.birth_date, time.min))
+            TargetAssignment.objects.create(patient=patient, profile=profile, effective_from=start)
+            return True
+        if first.profile_id != profile.pk:
+            first.profile = profile
+            first.save()
+            return True
+        return False
+
+
+class RegimenImporter(Importer):
+    kind = "regimens"
+    required = ("mrn", "effective_at", "formulation", "frequency", "daily_dose_mg")
+    optional = ("sampling_hours",)
+
+    def import_row(self, row):
+        c = Collector()
+        dc = self.ctx.decimal_comma
+        patient = c(self.ctx.patient, c(validation.mrn, row.get("mrn")) or "")
+        effective_at = c(validation.parse_datetime, row.get("effective_at"), "effective_at")
+        if effective_at is None and not any(e.field == "effective_at" for e in c.errors):
+            c.errors.append(rules.RuleError("effective_at", "", "is required"))
+        values = {
+            "formulation": c(validation.formulation, row.get("formulation")),
+            "frequency": c(validation.frequency, row.get("frequency")),
+            "daily_dose_mg": c(
+                validation.daily_dose_mg, row.get("daily_dose_mg"), decimal_comma=dc
+            ),
+            "sampling_hours": c(
+                validation.sampling_hours, row.get("sampling_hours"), decimal_comma=dc
+            ),
+        }
+        c.check()
+        regimen = Regimen.objects.filter(
+            patient=patient, effective_at=effective_at, status=RecordStatus.ACTIVE
+        ).first() or Regimen(patient=patient, effective_at=effective_at)
+        self.ctx.affected.add(patient.pk)
+        return _save_changes(regimen, values, self.ctx), patient.mrn
+
+
+class LevelImporter(Importer):
+    kind = "levels"
+    required = ("mrn", "collected_at", "value", "unit")
+    optional = ("last_dose_at", "assay", "accession", "status", "error_reason")
+    aliases = {"reported_value": "value", "reported_unit": "unit"}
+    derived = (
+        "hours_post_dose",
+        "comparator",
+        "value_ng_ml",
+        "target_low",
+        "target_high",
+        "range_flag",
+        "timing_flag",
+        "steady_state",
+    )
+
+    def import_row(self, row):
+        c = Collector()
+        t = self.ctx.thresholds
+        patient = c(self.ctx.patient, c(validation.mrn, row.get("mrn")) or "")
+        collected_at = c(
+            validation.parse_datetime, row.get("collected_at"), "collected_at", not_future=True
+        )
+        if collected_at is None and not any(e.field == "collected_at" for e in c.errors):
+            c.errors.append(rules.RuleError("collected_at", "", "is required"))
+        last_dose_at = c(validation.parse_datetime, row.get("last_dose_at"), "last_dose_at")
+        level = c(
+            rules.parse_level,
+            row.get("value"),
+            row.get("unit"),
+            ceiling_ng_ml=t.plausibility_ceiling_ng_ml,
+            decimal_comma=self.ctx.decimal_comma,
+        )
+        assay = c(validation.assay, row.get("assay"))
+        status, error_reason = self._status(c, row)
+        accession = (row.get("accession") or "").strip()
+        if len(accession) > 64:
+            c.errors.append(rules.RuleError("accession", accession, "longer than 64 characters"))
+        if collected_at and last_dose_at:
+            c(
+                validation.level_timing,
+                collected_at,
+                last_dose_at,
+                t,
+                raw=row.get("last_dose_at", "").strip(),
+            )
+        c.check()
+        values = {
+            "collected_at": collected_at,
+            "last_dose_at": last_dose_at,
+            "reported_value": row["value"].strip(),
+            "reported_unit": row["unit"].strip(),
+            "comparator": level.comparator,
+            "value_ng_ml": validation.stored_ng_ml(level.value_ng_ml),
+            "assay": assay,
+            "status": status,
+        }
+        if error_reason:
+            values["error_reason"] = error_reason
+        existing = self._existing(patient, accession, collected_at, level)
+        if existing is not None and existing.in_error:
+            # A result staff marked entered-in-error is not brought back by a re-import.
+            return UNCHANGED, patient.mrn
+        if existing is not None and error_reason:
+            # A file never retracts a stored result: that needs a person looking at it.
+            raise RowErrors(
+                [
+                    rules.RuleError(
+                        "status",
+                        row.get("status", ""),
+                        "this result is stored and not in error; mark it entered in error on the "
+                        "patient page or in the admin",
+                    )
+                ]
+            )
+        if (
+            existing is not None
+            and status == LevelStatus.PRELIMINARY
+            and existing.status != LevelStatus.PRELIMINARY
+        ):
+            # A late preliminary never downgrades the lab's final or corrected result.
+            return UNCHANGED, patient.mrn
+        if existing is not None and accession and self._value_differs(existing, level):
+            if status != LevelStatus.CORRECTED:
+                raise RowErrors(
+                    [
+                        rules.RuleError(
+                            "value",
+                            row["value"],
+                            f"differs from the stored result {existing.reported_value} "
+                            f"{existing.reported_unit} for accession {accession}; "
+                            "send it with status 'corrected' to supersede it",
+                        )
+                    ]
+                )
+        record = existing or TroughLevel(patient=patient, accession=accession)
+        self.ctx.affected.add(patient.pk)
+        return _save_changes(record, values, self.ctx), patient.mrn
+
+    @staticmethod
+    def _status(c: Collector, row: dict[str, str]) -> tuple[str | None, str]:
+        """``entered_in_error`` (as the levels export writes a retracted result) is accepted
+        for a result not stored yet, with its ``error_reason``: so an export re-imports whole.
+        Such a result never counts for flags."""
+        text = (row.get("status") or "").strip()
+        reason = (row.get("error_reason") or "").strip()
+        if text.lower() != LevelStatus.ENTERED_IN_ERROR:
+            if reason:
+                c.errors.append(
+                    rules.RuleError("error_reason", reason, "is only for status entered_in_error")
+                )
+            return c(validation.level_status, text), ""
+        if not reason:
+            c.errors.append(
+                rules.RuleError("error_reason", "", "is required with status entered_in_error")
+            )
+        elif len(reason) > 300:
+            c.errors.append(rules.RuleError("error_reason", reason, "longer than 300 characters"))
+        return LevelStatus.ENTERED_IN_ERROR, reason
+
+    @staticmethod
+    def _value_differs(existing: TroughLevel, level: rules.Level) -> bool:
+        """A changed value needs status 'corrected', except over a preliminary result,
+        which whatever the lab sends next replaces."""
+        if existing.status == LevelStatus.PRELIMINARY:
+            return False
+        return (
+            existing.comparator != level.comparator
+            or existing.value_ng_ml != validation.stored_ng_ml(level.value_ng_ml)
+            or rules.normalise_unit(existing.reported_unit) != level.unit
+        )
+
+    @staticmethod
+    def _existing(patient, accession, collected_at, level) -> TroughLevel | None:
+        if accession:
+            return TroughLevel.objects.filter(patient=patient, accession=accession).first()
+        candidates = TroughLevel.objects.filter(
+            patient=patient,
+            accession="",
+            collected_at=collected_at,
+            comparator=level.comparator,
+            value_ng_ml=validation.stored_ng_ml(level.value_ng_ml),
+        )
+        for candidate in candidates:
+            if rules.normalise_unit(candidate.reported_unit) == level.unit:
+                return candidate
+        return None
+
+
+class MedicationImporter(Importer):
+    kind = "medications"
+    required = ("mrn", "drug", "started_on")
+    optional = ("stopped_on",)
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        self.catalog = list(DrugCatalogEntry.objects.all())
+
+    def import_row(self, row):
+        c = Collector()
+        patient = c(self.ctx.patient, c(validation.mrn, row.get("mrn")) or "")
+        name = c(validation.required, row.get("drug"), "drug")
+        if name and len(name) > 120:
+            c.errors.append(rules.RuleError("drug", name, "longer than 120 characters"))
+        started = c(validation.parse_date, row.get("started_on"), "started_on")
+        if started is None and not any(e.field == "started_on" for e in c.errors):
+            c.errors.append(rules.RuleError("started_on", "", "is required"))
+        stopped = c(validation.parse_date, row.get("stopped_on"), "stopped_on")
+        if started and stopped and stopped < started:
+            c.errors.append(rules.RuleError("stopped_on", stopped, "is before started_on"))
+        c.check()
+        drug = ConcomitantDrug.objects.filter(
+            patient=patient,
+            name__iexact=name,
+            started_on=started,
+            status=RecordStatus.ACTIVE,
+        ).first() or ConcomitantDrug(patient=patient, started_on=started)
+        values = {"name": name, "stopped_on": stopped, "catalog": match_drug(name, self.catalog)}
+        self.ctx.affected.add(patient.pk)
+        return _save_changes(drug, values, self.ctx), patient.mrn
+
+
+class LabImporter(Importer):
+    kind = "labs"
+    required = ("mrn", "collected_at", "test", "value", "unit")
+    optional = ("accession",)
+
+    def import_row(self, row):
+        c = Collector()
+        patient = c(self.ctx.patient, c(validation.mrn, row.get("mrn")) or "")
+        collected_at = c(
+            validation.parse_datetime, row.get("collected_at"), "collected_at", not_future=True
+        )
+        if collected_at is None and not any(e.field == "collected_at" for e in c.errors):
+            c.errors.append(rules.RuleError("collected_at", "", "is required"))
+        test = c(validation.lab_test, row.get("test"))
+        unit = c(validation.lab_unit, test, row.get("unit")) if test else None
+        value = c(validation.lab_value, row.get("value"), decimal_comma=self.ctx.decimal_comma)
+        if value is not None and value > Decimal("100000"):
+            c.errors.append(rules.RuleError("value", row.get("value"), "is implausibly large"))
+        c.check()
+        lab = LabResult.objects.filter(
+            patient=patient,
+            test=test,
+            collected_at=collected_at,
+            status=RecordStatus.ACTIVE,
+        ).first() or LabResult(patient=patient, test=test, collected_at=collected_at)
+        values = {
+            "value": value,
+            "unit": unit,
+            "accession": (row.get("accession") or "").strip()[:64],
+        }
+        self.ctx.affected.add(patient.pk)
+        return _save_changes(lab, values, self.ctx), patient.mrn
+
+
+IMPORTERS: dict[str, type[Importer]] = {
+    cls.kind: cls
+    for cls in (PatientImporter, RegimenImporter, LevelImporter, MedicationImporter, LabImporter)
+}

@@ -1,0 +1,108 @@
+"""Run an import: read, validate and write every row in one transaction, then keep or roll
+back. Used by ``import_csv`` and the web upload, so both report the same problems."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError, transaction
+
+from .. import config
+from ..models import Patient, Source
+from ..services import patients_reassess
+from .csv_reader import Problem, read_table
+from .kinds import CREATED, ERROR, IMPORTERS, UNCHANGED, UPDATED, Context, RowErrors
+
+
+@dataclass
+class RowResult:
+    row: int
+    action: str
+    mrn: str
+    values: dict[str, str]
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    kind: str
+    dry_run: bool
+    rows: list[RowResult] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    written: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def counts(self) -> Counter:
+        counts = Counter({CREATED: 0, UPDATED: 0, UNCHANGED: 0})
+        counts.update(r.action for r in self.rows if r.action != ERROR)
+        return counts
+
+    def summary(self) -> str:
+        c = self.counts
+        text = f"{c[CREATED]} created, {c[UPDATED]} updated, {c[UNCHANGED]} unchanged"
+        if self.problems:
+            return f"{len(self.problems)} problem(s): nothing imported"
+        if self.dry_run:
+            return f"dry run, nothing written: would be {text}"
+        if not c[CREATED] and not c[UPDATED]:
+            return f"nothing changed: {text}"
+        return text
+
+
+class _Rollback(Exception):
+    pass
+
+
+def run_csv_import(
+    kind: str, data: bytes, *, dry_run: bool = False, user=None, source: str = Source.CSV
+) -> ImportReport:
+    importer_class = IMPORTERS[kind]
+    report = ImportReport(kind=kind, dry_run=dry_run)
+    table = read_table(
+        data,
+        required=importer_class.required,
+        optional=importer_class.optional,
+        aliases=importer_class.aliases,
+        derived=importer_class.derived,
+    )
+    report.warnings = table.warnings
+    report.problems = list(table.problems)
+    if report.problems:
+        return report
+    ctx = Context(
+        thresholds=config.load_thresholds(),
+        decimal_comma=table.decimal_comma,
+        user=user,
+        source=source,
+    )
+    importer = importer_class(ctx)
+    try:
+        with transaction.atomic():
+            for line, row in table.rows:
+                result = RowResult(line, ERROR, row.get("mrn", ""), row)
+                try:
+                    # A savepoint per row: a database refusal spoils only its own row, and
+                    # PostgreSQL's transaction stays usable for reporting the rest.
+                    with transaction.atomic():
+                        result.action, result.mrn = importer.import_row(row)
+                except RowErrors as exc:
+                    result.problems = [
+                        Problem(line, e.field, str(e.value), e.message) for e in exc.errors
+                    ]
+                except DatabaseError as exc:
+                    result.problems = [Problem(line, "-", "", f"refused by the database: {exc}")]
+                report.problems.extend(result.problems)
+                report.rows.append(result)
+            if report.problems or dry_run:
+                raise _Rollback
+            patients_reassess(Patient.objects.filter(pk__in=ctx.affected))
+            report.written = True
+    except _Rollback:
+        pass
+    return report

@@ -1,0 +1,163 @@
+"""Site-wide response rules: the Permissions-Policy header, and plain answers instead of a
+server error when the database is unreachable or refuses a write.
+
+Django turns an exception raised anywhere below a middleware into a 500 response before the
+middleware sees it (each layer is wrapped by ``convert_exception_to_response``), and only a
+view's own exceptions reach ``process_exception``. So database errors are caught twice: in
+``process_exception`` for views, and for the layers in between (the session and user
+lookups run in middleware) by a ``got_request_exception`` receiver that marks the request,
+so that ``DatabaseErrorMiddleware`` replaces the 500 it gets back.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth.signals import user_logged_in
+from django.core.signals import got_request_exception
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE = (OperationalError, InterfaceError)
+REFUSED = (IntegrityError, DataError)
+_MARK = "_tdm_database_error"
+
+CONFLICT_PAGE = """<!doctype html>
+<html lang="en-GB">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{title} ({status}) · Tacrolimus TDM</title>
+  <link rel="stylesheet" href="/static/css/app.css">
+</head>
+<body>
+  <main id="main" class="error-page">
+    <h1>{title}</h1>
+    <p>{message}</p>
+    <p><a href="/">Return to the start page</a></p>
+  </main>
+</body>
+</html>
+"""
+
+
+class PermissionsPolicyMiddleware:
+    """Permissions-Policy from settings.PERMISSIONS_POLICY: ``{feature: [origins]}``; an empty
+    list switches the feature off for every origin (``camera=()``)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+        policy = getattr(settings, "PERMISSIONS_POLICY", {})
+        self.header = ", ".join(
+            f"{feature}=({' '.join(origins)})" for feature, origins in policy.items()
+        )
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if self.header and "Permissions-Policy" not in response:
+            response["Permissions-Policy"] = self.header
+        return response
+
+
+@receiver(got_request_exception, dispatch_uid="monitoring.middleware.mark_database_error")
+def _mark_database_error(sender, request: HttpRequest | None = None, **kwargs) -> None:
+    # Sent while Django handles the exception, so it is the one in sys.exc_info().
+    exc = sys.exc_info()[1]
+    if request is not None and isinstance(exc, UNAVAILABLE + REFUSED):
+        setattr(request, _MARK, exc)
+
+
+def _page(status: int, title: str, message: str) -> HttpResponse:
+    html = CONFLICT_PAGE.format(status=status, title=title, message=message)
+    return HttpResponse(html, status=status, content_type="text/html; charset=utf-8")
+
+
+def database_error_response(exc: BaseException) -> HttpResponse:
+    """The answer to a database error: no traceback, no SQL, no values."""
+    if isinstance(exc, UNAVAILABLE):
+        # Connection trouble is an operator's matter; its text names hosts, not patients.
+        logger.error("Database unavailable: %s: %s", type(exc).__name__, exc)
+        response = HttpResponse(
+            render_to_string("503.html"), status=503, content_type="text/html; charset=utf-8"
+        )
+        response["Retry-After"] = "30"
+        return response
+    # A refused write can quote the offending values (e.g. "Key (mrn)=(...) already
+    # exists"), which may be patient data: only the constraint class goes to the log.
+    logger.warning("Database refused a write: %s", type(exc).__name__)
+    if isinstance(exc, IntegrityError):
+        return _page(
+            409,
+            "Not saved: conflicting record",
+            "This change conflicts with a record that already exists (for example, a "
+            "form sent twice, or someone else saved the same result first). Nothing "
+            "was saved. Go back, reload the page and check before trying again.",
+        )
+    return _page(
+        400,
+        "Not saved: value out of range",
+        "A value was too long or too large to store. Nothing was saved. Go back and "
+        "check the values entered.",
+    )
+
+
+class DatabaseErrorMiddleware:
+    """Unreachable database → 503 with the plain 503.html; a write the database refuses
+    (IntegrityError → 409, DataError → 400) → a plain page saying nothing was saved."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            response = self.get_response(request)
+        except UNAVAILABLE + REFUSED as exc:  # pragma: no cover - Django converts these first
+            return database_error_response(exc)
+        exc = getattr(request, _MARK, None)
+        if exc is not None and response.status_code >= 500:
+            return database_error_response(exc)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, UNAVAILABLE + REFUSED):
+            return database_error_response(exception)
+        return None
+
+
+@receiver(user_logged_in)
+def _start_idle_clock(sender, request: HttpRequest | None = None, **kwargs) -> None:
+    """Signing in saves the session anyway: start the idle clock there, so the first page
+    after it needs no extra session write."""
+    session = getattr(request, "session", None)
+    if session is not None:
+        session[SessionIdleMiddleware.key] = int(time.time())
+
+
+class SessionIdleMiddleware:
+    """The idle timeout without a session write on every request. The session's expiry is
+    pushed forward (by saving it) only when SESSION_TOUCH_SECONDS have passed since the last
+    push, so a page costs no session UPDATE most of the time and a session still ends after
+    SESSION_COOKIE_AGE seconds without activity (give or take the touch interval)."""
+
+    key = "_idle_touch"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+        self.interval = settings.SESSION_TOUCH_SECONDS
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        session = getattr(request, "session", None)
+        user = getattr(request, "user", None)
+        if session is not None and user is not None and user.is_authenticated:
+            now = int(time.time())
+            if now - session.get(self.key, 0) >= self.interval:
+                session[self.key] = now  # modified: SessionMiddleware saves, expiry moves
+        return self.get_response(request)

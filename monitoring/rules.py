@@ -1,0 +1,711 @@
+"""Pure clinical logic for tacrolimus monitoring in lupus nephritis.
+
+Everything here follows ../shared/clinical-rules.md. No Django import: values come in as
+Decimal / date / aware datetime, verdicts go out as the stable lowercase codes of §9.
+Every threshold is an argument (see ``Thresholds``) so the stored configuration decides,
+not a literal buried in the logic.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+# --- stable codes (§9) -------------------------------------------------------------------
+
+BELOW, IN_RANGE, ABOVE, INDETERMINATE = "below", "in_range", "above", "indeterminate"
+VALID, BORDERLINE, MISTIMED, UNKNOWN = "valid", "borderline", "mistimed", "unknown"
+
+TROUGH_BELOW_RANGE = "trough_below_range"
+TROUGH_ABOVE_RANGE = "trough_above_range"
+C12H_TIMING_MISSING = "c12h_timing_missing"
+SAMPLE_MISTIMED = "sample_mistimed"
+NOT_STEADY_STATE = "not_steady_state"
+DURATION_UNDER_36_MONTHS = "duration_under_36_months"
+PREMATURE_DISCONTINUATION = "premature_discontinuation"
+INTERACTION_RECHECK = "interaction_recheck"
+CNI_COMBINATION = "cni_combination"
+OVERIMMUNOSUPPRESSION = "overimmunosuppression"
+PRE_EXISTING_CKD = "pre_existing_ckd"
+NEPHROTOXICITY_WATCH = "nephrotoxicity_watch"
+LEVEL_OVERDUE = "level_overdue"
+HIGH_VARIABILITY = "high_variability"
+
+ALERT_CODES = (
+    TROUGH_BELOW_RANGE,
+    TROUGH_ABOVE_RANGE,
+    C12H_TIMING_MISSING,
+    SAMPLE_MISTIMED,
+    NOT_STEADY_STATE,
+    DURATION_UNDER_36_MONTHS,
+    PREMATURE_DISCONTINUATION,
+    INTERACTION_RECHECK,
+    CNI_COMBINATION,
+    OVERIMMUNOSUPPRESSION,
+    PRE_EXISTING_CKD,
+    NEPHROTOXICITY_WATCH,
+    LEVEL_OVERDUE,
+    HIGH_VARIABILITY,
+)
+
+# Severity decides the worklist order: warnings before information.
+WARNING, INFORMATION, CAUTION = "warning", "information", "caution"
+ALERT_SEVERITY = {
+    TROUGH_BELOW_RANGE: WARNING,
+    TROUGH_ABOVE_RANGE: WARNING,
+    C12H_TIMING_MISSING: WARNING,
+    SAMPLE_MISTIMED: WARNING,
+    NOT_STEADY_STATE: INFORMATION,
+    DURATION_UNDER_36_MONTHS: INFORMATION,
+    PREMATURE_DISCONTINUATION: WARNING,
+    INTERACTION_RECHECK: WARNING,
+    CNI_COMBINATION: WARNING,
+    OVERIMMUNOSUPPRESSION: WARNING,
+    PRE_EXISTING_CKD: CAUTION,
+    NEPHROTOXICITY_WATCH: WARNING,
+    LEVEL_OVERDUE: WARNING,
+    HIGH_VARIABILITY: WARNING,
+}
+
+# Duration verdicts (export column duration_flag).
+DURATION_MET = "met"
+DURATION_UNKNOWN = "unknown"
+
+# Evidence tags shown in the UI.
+GUIDELINE, LITERATURE, DESIGN = "G", "L", "D"
+
+CANONICAL_UNIT = "ng/mL"
+NMOL_UNIT = "nmol/L"
+# Anhydrous tacrolimus, 804.02 g/mol (the monohydrate's 1.217 factor is wrong here).
+NMOL_PER_NG = Decimal("1.2438")
+NG_PER_NMOL = Decimal("0.80402")
+
+_MASS_UNITS = {"ng/ml", "ug/l", "µg/l", "μg/l", "mcg/l"}  # micro sign and Greek mu both seen
+_MOLAR_UNITS = {"nmol/l"}
+
+
+class RuleError(ValueError):
+    """Bad clinical input. ``field`` and ``value`` name what was wrong, for the message."""
+
+    def __init__(self, field: str, value: object, message: str):
+        self.field = field
+        self.value = value
+        self.message = message
+        super().__init__(f"{field}: value '{value}': {message}")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Configurable thresholds with the defaults of clinical-rules.md (tag in the comment)."""
+
+    plausibility_ceiling_ng_ml: Decimal = Decimal("100")  # [D]
+    timing_valid_hours: Decimal = Decimal("1")  # [D]
+    timing_borderline_hours: Decimal = Decimal("2")  # [D]
+    max_dose_to_draw_hours: Decimal = Decimal("48")  # [D]
+    steady_state_hours: Decimal = Decimal("72")  # [D]
+    required_months: Decimal = Decimal("36")  # [G]
+    days_per_month: Decimal = Decimal("30.4375")
+    creatinine_rise_percent: Decimal = Decimal("30")  # [D]
+    ckd_egfr: Decimal = Decimal("60")  # [G]
+    max_other_immunosuppressants: int = 2  # [G]
+    interaction_recent_days: int = 14  # [D]
+    metrics_window_days: int = 365  # [D]
+    ttr_max_gap_days: int = 56  # [D]
+    cv_high_percent: Decimal = Decimal("30")  # [L]
+    cv_min_n: int = 3
+    cd_fast_metaboliser: Decimal = Decimal("1.0")  # [L]
+    dose_step_mg: Decimal = Decimal("0.5")
+    overdue_days: int = 90  # [D]
+    post_change_trough_days: int = 14  # [D]
+    off_time_percent_per_hour: Decimal = Decimal("7")  # [L]
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+# --- §1 units and values --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedValue:
+    comparator: str  # "", "<" or ">"
+    value: Decimal
+
+
+_VALUE_RE = re.compile(r"^\s*([<>])?\s*([0-9]+(?:[.,][0-9]+)?|[.,][0-9]+)\s*$")
+
+
+def parse_reported_value(
+    text: object, *, decimal_comma: bool = False, field: str = "value"
+) -> ParsedValue:
+    """Parse ``5.2``, ``<1.0``, ``> 30`` into (comparator, value) without coercing censored
+    results to a number. A decimal comma is accepted only when the file allows it."""
+    raw = "" if text is None else str(text)
+    match = _VALUE_RE.match(raw)
+    if not match:
+        if raw.strip() == "":
+            raise RuleError(field, raw, "a value is required")
+        if re.match(r"^\s*-", raw):
+            raise RuleError(field, raw, "must be greater than zero")
+        raise RuleError(field, raw, "is not a number (expected e.g. 5.2, <1.0 or >30)")
+    comparator, number = match.group(1) or "", match.group(2)
+    if "," in number:
+        if not decimal_comma:
+            raise RuleError(field, raw, "decimal comma is only accepted in ';'-delimited files")
+        number = number.replace(",", ".")
+    try:
+        value = Decimal(number)
+    except InvalidOperation as exc:  # pragma: no cover - the regex admits only digits
+        raise RuleError(field, raw, "is not a number") from exc
+    if value <= 0:
+        raise RuleError(field, raw, "must be greater than zero")
+    return ParsedValue(comparator, value)
+
+
+def normalise_unit(text: object, *, field: str = "unit") -> str:
+    """Return ``ng/mL`` or ``nmol/L`` for any accepted spelling; reject the rest."""
+    raw = "" if text is None else str(text)
+    key = raw.strip().lower().replace(" ", "")
+    if key in _MASS_UNITS:
+        return CANONICAL_UNIT
+    if key in _MOLAR_UNITS:
+        return NMOL_UNIT
+    if key == "":
+        raise RuleError(field, raw, "a unit is required")
+    raise RuleError(field, raw, "unknown unit (accepted: ng/mL, ug/L, µg/L, mcg/L, nmol/L)")
+
+
+def to_ng_ml(value: Decimal, unit: str) -> Decimal:
+    """Canonical ng/mL from a value in an accepted unit (unrounded)."""
+    if normalise_unit(unit) == NMOL_UNIT:
+        return value * NG_PER_NMOL
+    return value
+
+
+def ng_ml_to_nmol_l(value: Decimal) -> Decimal:
+    return value * NMOL_PER_NG
+
+
+def round_to(value: Decimal, places: int) -> Decimal:
+    """Half-up rounding for display (bankers' rounding surprises clinicians)."""
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+# Canonical values are stored with 7 decimals; anything smaller would be stored as zero.
+SMALLEST_STORED_NG_ML = Decimal("0.0000001")
+
+
+@dataclass(frozen=True)
+class Level:
+    comparator: str
+    reported_value: Decimal
+    unit: str
+    value_ng_ml: Decimal
+
+
+def parse_level(
+    value_text: object,
+    unit_text: object,
+    *,
+    ceiling_ng_ml: Decimal = DEFAULT_THRESHOLDS.plausibility_ceiling_ng_ml,
+    decimal_comma: bool = False,
+) -> Level:
+    """Validate a reported tacrolimus result and convert it to canonical ng/mL."""
+    parsed = parse_reported_value(value_text, decimal_comma=decimal_comma)
+    unit = normalise_unit(unit_text)
+    ng_ml = to_ng_ml(parsed.value, unit)
+    if ng_ml < SMALLEST_STORED_NG_ML:
+        raise RuleError(
+            "value",
+            value_text,
+            f"is below the smallest storable value ({SMALLEST_STORED_NG_ML} ng/mL)",
+        )
+    if ng_ml > ceiling_ng_ml:
+        raise RuleError(
+            "value",
+            value_text,
+            f"above the plausibility ceiling of {ceiling_ng_ml} ng/mL",
+        )
+    return Level(parsed.comparator, parsed.value, unit, ng_ml)
+
+
+# --- §2 target range ---------------------------------------------------------------------
+
+
+def range_verdict(value_ng_ml: Decimal, comparator: str, low: Decimal, high: Decimal) -> str:
+    """Verdict on the unrounded canonical value against the inclusive band [low, high]."""
+    if comparator == "<":
+        return BELOW if value_ng_ml <= low else INDETERMINATE
+    if comparator == ">":
+        return ABOVE if value_ng_ml >= high else INDETERMINATE
+    if value_ng_ml < low:
+        return BELOW
+    if value_ng_ml > high:
+        return ABOVE
+    return IN_RANGE
+
+
+def effective_at(items: Sequence[tuple[datetime, object]], moment: datetime) -> object | None:
+    """The payload of the last (start, payload) pair whose start is at or before ``moment``.
+    Used for the target and the regimen in force at a sample's collection time."""
+    current = None
+    for start, payload in sorted(items, key=lambda pair: pair[0]):
+        if start <= moment:
+            current = payload
+        else:
+            break
+    return current
+
+
+# --- §3 sample timing ----------------------------------------------------------------------
+
+EARLY, LATE = "early", "late"
+NO_LAST_DOSE = "no last-dose time recorded"
+NO_REGIMEN = "no regimen recorded"
+
+
+def _require_aware(moment: datetime, name: str) -> None:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be time-zone aware")
+
+
+def elapsed_hours(start: datetime, end: datetime) -> Decimal:
+    """Real hours between two aware instants. Subtracting datetimes that share a tzinfo
+    compares wall clocks, which is wrong across a daylight-saving change, so go via UTC."""
+    _require_aware(start, "start")
+    _require_aware(end, "end")
+    seconds = (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds()
+    return Decimal(str(seconds)) / Decimal(3600)
+
+
+def validate_last_dose(
+    collected_at: datetime,
+    last_dose_at: datetime | None,
+    *,
+    max_hours: Decimal = DEFAULT_THRESHOLDS.max_dose_to_draw_hours,
+) -> None:
+    """A last dose after the draw, or more than ``max_hours`` before it, is a data error."""
+    if last_dose_at is None:
+        return
+    hours = elapsed_hours(last_dose_at, collected_at)
+    if hours < 0:
+        raise RuleError("last_dose_at", last_dose_at.isoformat(), "is after the collection time")
+    if hours > max_hours:
+        raise RuleError(
+            "last_dose_at",
+            last_dose_at.isoformat(),
+            f"is more than {max_hours} h before the collection time",
+        )
+
+
+@dataclass(frozen=True)
+class Timing:
+    code: str
+    hours: Decimal | None = None
+    nominal_hours: Decimal | None = None
+    direction: str | None = None  # EARLY reads falsely high, LATE falsely low
+    reason: str = ""
+
+
+def timing_verdict(
+    collected_at: datetime,
+    last_dose_at: datetime | None,
+    nominal_hours: Decimal | None,
+    *,
+    valid_hours: Decimal = DEFAULT_THRESHOLDS.timing_valid_hours,
+    borderline_hours: Decimal = DEFAULT_THRESHOLDS.timing_borderline_hours,
+) -> Timing:
+    """C12h / C24h check. ``nominal_hours`` is None when no regimen was in force."""
+    hours = elapsed_hours(last_dose_at, collected_at) if last_dose_at else None
+    if last_dose_at is None:
+        return Timing(UNKNOWN, None, nominal_hours, None, NO_LAST_DOSE)
+    if nominal_hours is None:
+        return Timing(UNKNOWN, hours, None, None, NO_REGIMEN)
+    offset = hours - nominal_hours
+    direction = EARLY if offset < 0 else LATE if offset > 0 else None
+    if abs(offset) <= valid_hours:
+        return Timing(VALID, hours, nominal_hours, direction)
+    if abs(offset) <= borderline_hours:
+        return Timing(BORDERLINE, hours, nominal_hours, direction)
+    return Timing(MISTIMED, hours, nominal_hours, direction)
+
+
+def default_sampling_hours(frequency: str) -> Decimal:
+    """12 h for twice-daily, 24 h for once-daily dosing."""
+    return Decimal(24) if frequency.upper() == "QD" else Decimal(12)
+
+
+def timing_explanation(timing: Timing) -> str:
+    """Plain words for the UI, including which way an off-time sample misleads."""
+    if timing.code == UNKNOWN:
+        return f"Timing unknown: {timing.reason}."
+    nominal = f"C{int(timing.nominal_hours)}h" if timing.nominal_hours is not None else "trough"
+    hours = f"{round_to(timing.hours, 1)} h after the dose"
+    if timing.code == VALID:
+        return f"{nominal} sample, {hours}."
+    if timing.direction == EARLY:
+        return f"{hours}: drawn early, so the level reads falsely high."
+    return f"{hours}: drawn late, so the level reads falsely low."
+
+
+# --- §4 steady state ---------------------------------------------------------------------
+
+
+def at_steady_state(
+    collected_at: datetime,
+    change_events: Iterable[datetime],
+    *,
+    hours: Decimal = DEFAULT_THRESHOLDS.steady_state_hours,
+) -> bool:
+    """False when the sample was drawn less than ``hours`` after a dose change, formulation
+    switch or interacting-drug start/stop. Exactly ``hours`` after counts as steady."""
+    for event in change_events:
+        since = elapsed_hours(event, collected_at)
+        if Decimal(0) <= since < hours:
+            return False
+    return True
+
+
+# --- §5 duration of immunosuppression --------------------------------------------------
+
+
+def months_between(start: date, end: date, days_per_month: Decimal) -> Decimal:
+    return Decimal((end - start).days) / days_per_month
+
+
+@dataclass(frozen=True)
+class Duration:
+    code: str  # met, duration_under_36_months, premature_discontinuation, unknown
+    months: Decimal | None  # to the end date or as-of date, whichever is earlier
+    total_months: Decimal | None  # to the recorded/planned end, or to as-of when ongoing
+
+
+def duration_status(
+    start: date | None,
+    end: date | None,
+    as_of: date,
+    *,
+    required_months: Decimal = DEFAULT_THRESHOLDS.required_months,
+    days_per_month: Decimal = DEFAULT_THRESHOLDS.days_per_month,
+) -> Duration:
+    """The 36-month rule. A recorded or planned end short of the requirement is premature
+    discontinuation, which wins over 'under 36 months'. Compared unrounded."""
+    if start is None:
+        return Duration(DURATION_UNKNOWN, None, None)
+    so_far = months_between(start, min(end, as_of) if end else as_of, days_per_month)
+    so_far = max(so_far, Decimal(0))
+    if end is not None:
+        total = months_between(start, end, days_per_month)
+        code = PREMATURE_DISCONTINUATION if total < required_months else DURATION_MET
+        return Duration(code, so_far, total)
+    code = DURATION_UNDER_36_MONTHS if so_far < required_months else DURATION_MET
+    return Duration(code, so_far, so_far)
+
+
+# --- §6 kidney function ------------------------------------------------------------------
+
+CREATININE_UMOL_PER_MG_DL = Decimal("88.4")
+
+
+def creatinine_mg_dl(value: Decimal, unit: str) -> Decimal:
+    key = unit.strip().lower().replace(" ", "").replace("µ", "u").replace("μ", "u")
+    if key == "mg/dl":
+        return value
+    if key == "umol/l":
+        return value / CREATININE_UMOL_PER_MG_DL
+    raise RuleError("unit", unit, "unknown creatinine unit (accepted: mg/dL, umol/L)")
+
+
+def egfr_ckd_epi_2021(scr_mg_dl: Decimal, age_years: int, sex: str) -> Decimal | None:
+    """Race-free CKD-EPI 2021 for adults; None when sex is neither F nor M."""
+    if sex not in ("F", "M"):
+        return None
+    female = sex == "F"
+    kappa = 0.7 if female else 0.9
+    alpha = -0.241 if female else -0.302
+    ratio = float(scr_mg_dl) / kappa
+    egfr = (
+        142
+        * min(ratio, 1.0) ** alpha
+        * max(ratio, 1.0) ** -1.200
+        * 0.9938**age_years
+        * (1.012 if female else 1.0)
+    )
+    return Decimal(str(round(egfr, 6)))
+
+
+def egfr_ckid_bedside(height_cm: Decimal, scr_mg_dl: Decimal) -> Decimal:
+    """Bedside CKiD (Schwartz 2009) for children."""
+    return Decimal("0.413") * height_cm / scr_mg_dl
+
+
+def age_in_years(birth: date, on: date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def egfr(
+    scr_mg_dl: Decimal, *, birth: date, on: date, sex: str, height_cm: Decimal | None
+) -> Decimal | None:
+    """CKD-EPI 2021 from 18 years, bedside CKiD below (None without a height)."""
+    age = age_in_years(birth, on)
+    if age < 18:
+        return egfr_ckid_bedside(height_cm, scr_mg_dl) if height_cm else None
+    return egfr_ckd_epi_2021(scr_mg_dl, age, sex)
+
+
+def pre_existing_ckd(
+    baseline_egfr: Decimal | None, *, threshold: Decimal = DEFAULT_THRESHOLDS.ckd_egfr
+) -> bool:
+    return baseline_egfr is not None and baseline_egfr < threshold
+
+
+def nephrotoxicity_watch(
+    baseline_scr: Decimal | None,
+    latest_scr: Decimal | None,
+    *,
+    rise_percent: Decimal = DEFAULT_THRESHOLDS.creatinine_rise_percent,
+) -> bool:
+    """Creatinine up by ``rise_percent`` or more over the pre-tacrolimus baseline."""
+    if baseline_scr is None or latest_scr is None or baseline_scr <= 0:
+        return False
+    return (latest_scr - baseline_scr) * 100 >= rise_percent * baseline_scr
+
+
+# --- §6 concomitant drugs --------------------------------------------------------------
+
+RAISES, LOWERS = "raises", "lowers"
+
+
+@dataclass(frozen=True)
+class ActiveDrug:
+    name: str
+    immunosuppressant: bool = False
+    calcineurin_inhibitor: bool = False
+
+
+def immunosuppression_alerts(
+    active_drugs: Iterable[ActiveDrug],
+    *,
+    max_others: int = DEFAULT_THRESHOLDS.max_other_immunosuppressants,
+) -> set[str]:
+    """Over-immunosuppression and CNI combination, counting drugs besides tacrolimus.
+    Duplicate entries of one drug count once."""
+    others = {d.name.lower() for d in active_drugs if d.immunosuppressant}
+    cnis = {d.name.lower() for d in active_drugs if d.calcineurin_inhibitor}
+    codes = set()
+    if cnis:
+        codes.add(CNI_COMBINATION)
+    if len(others - cnis) > max_others:
+        codes.add(OVERIMMUNOSUPPRESSION)
+    return codes
+
+
+@dataclass(frozen=True)
+class DrugEvent:
+    on: date
+    kind: str  # "start" or "stop"
+    drug: str
+    direction: str  # RAISES or LOWERS
+
+
+def recent_interaction_events(
+    events: Iterable[DrugEvent],
+    as_of: date,
+    last_trough_on: date | None,
+    *,
+    recent_days: int = DEFAULT_THRESHOLDS.interaction_recent_days,
+) -> list[DrugEvent]:
+    """Interacting-drug starts/stops within ``recent_days`` of ``as_of`` or since the last
+    trough: each calls for a re-check of the trough."""
+    hits = []
+    for event in events:
+        if event.on > as_of:
+            continue
+        recent = (as_of - event.on).days <= recent_days
+        since_trough = last_trough_on is not None and event.on > last_trough_on
+        if recent or since_trough:
+            hits.append(event)
+    return sorted(hits, key=lambda e: (e.on, e.drug))
+
+
+def expected_level_change(event: DrugEvent) -> str:
+    """Starting an inhibitor raises the level; stopping it lets the level fall (and the
+    reverse for inducers)."""
+    rises = (event.direction == RAISES) == (event.kind == "start")
+    return "rise" if rises else "fall"
+
+
+# --- §7 metrics ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TroughPoint:
+    """One qualifying trough for the metrics."""
+
+    collected_on: date
+    value_ng_ml: Decimal
+    comparator: str
+    verdict: str
+
+
+def percent_in_range(points: Sequence[TroughPoint]) -> Decimal | None:
+    if not points:
+        return None
+    hits = sum(1 for p in points if p.verdict == IN_RANGE)
+    return Decimal(hits) * 100 / Decimal(len(points))
+
+
+def time_in_range(
+    points: Sequence[TroughPoint],
+    low: Decimal,
+    high: Decimal,
+    *,
+    max_gap_days: int = DEFAULT_THRESHOLDS.ttr_max_gap_days,
+) -> Decimal | None:
+    """Rosendaal: interpolate linearly day by day between consecutive troughs and count the
+    days inside [low, high]; intervals longer than ``max_gap_days`` are left out. A censored
+    ``<x`` enters as x. Days 0..n-1 of each n-day interval are counted, so no day is
+    counted twice."""
+    ordered = sorted(points, key=lambda p: p.collected_on)
+    days_total = 0
+    days_in = 0
+    for first, second in zip(ordered, ordered[1:], strict=False):
+        span = (second.collected_on - first.collected_on).days
+        if span <= 0 or span > max_gap_days:
+            continue
+        for day in range(span):
+            value = first.value_ng_ml + (second.value_ng_ml - first.value_ng_ml) * day / span
+            days_total += 1
+            if low <= value <= high:
+                days_in += 1
+    if days_total == 0:
+        return None
+    return Decimal(days_in) * 100 / Decimal(days_total)
+
+
+def cv_percent(
+    points: Sequence[TroughPoint], *, min_n: int = DEFAULT_THRESHOLDS.cv_min_n
+) -> tuple[Decimal | None, int]:
+    """Intra-patient variability: sample SD / mean over uncensored troughs, with n."""
+    values = [p.value_ng_ml for p in points if not p.comparator]
+    n = len(values)
+    if n < min_n:
+        return None, n
+    mean = statistics.fmean(float(v) for v in values)
+    sd = statistics.stdev(float(v) for v in values)
+    return Decimal(str(sd / mean * 100)), n
+
+
+def cd_ratio(value_ng_ml: Decimal, daily_dose_mg: Decimal | None) -> Decimal | None:
+    if not daily_dose_mg or daily_dose_mg <= 0:
+        return None
+    return value_ng_ml / daily_dose_mg
+
+
+def dose_suggestion(
+    daily_dose_mg: Decimal,
+    low: Decimal,
+    high: Decimal,
+    measured_ng_ml: Decimal,
+    *,
+    step_mg: Decimal = DEFAULT_THRESHOLDS.dose_step_mg,
+) -> Decimal | None:
+    """Proportional dose to reach the target midpoint, rounded to the nearest step.
+    The caller allows it only for a qualifying, uncensored, out-of-range trough."""
+    if daily_dose_mg <= 0 or measured_ng_ml <= 0:
+        return None
+    midpoint = (low + high) / 2
+    raw = daily_dose_mg * midpoint / measured_ng_ml
+    steps = (raw / step_mg).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return steps * step_mg
+
+
+# --- §8 monitoring schedule ------------------------------------------------------------
+
+
+def level_overdue(
+    *,
+    on_tacrolimus: bool,
+    trough_times: Sequence[datetime],
+    change_events: Iterable[datetime],
+    now: datetime,
+    overdue_days: int = DEFAULT_THRESHOLDS.overdue_days,
+    post_change_days: int = DEFAULT_THRESHOLDS.post_change_trough_days,
+) -> bool:
+    """Overdue when the latest trough is older than ``overdue_days`` (or there is none), or
+    when a change has had no trough within ``post_change_days`` once that window has passed.
+    A trough drawn later than the window still answers the change: the flag describes what
+    is outstanding now, not a lapse already made good."""
+    if not on_tacrolimus:
+        return False
+    latest = max(trough_times, default=None)
+    if latest is None or now - latest > timedelta(days=overdue_days):
+        return True
+    window = timedelta(days=post_change_days)
+    for event in change_events:
+        if now - event <= window:
+            continue  # still inside the window: not overdue yet
+        if not any(t > event for t in trough_times):
+            return True
+    return False
+
+
+# --- the patient's alert list -------------------------------------------------------------
+
+
+@dataclass
+class AlertInputs:
+    """Everything the patient's alert list is decided from, already judged per level."""
+
+    latest_range: str | None = None
+    latest_timing: str | None = None
+    latest_timing_reason: str = ""
+    latest_steady_state: bool | None = None
+    duration_code: str = DURATION_UNKNOWN
+    interaction_events: list[DrugEvent] = field(default_factory=list)
+    immunosuppression_codes: set[str] = field(default_factory=set)
+    pre_existing_ckd: bool = False
+    nephrotoxicity_watch: bool = False
+    level_overdue: bool = False
+    cv_percent: Decimal | None = None
+    cv_high_percent: Decimal = DEFAULT_THRESHOLDS.cv_high_percent
+
+
+def patient_alerts(inputs: AlertInputs) -> list[str]:
+    """The patient's alert codes (§9), sorted. Trough alerts refer to the latest trough."""
+    codes: set[str] = set()
+    if inputs.latest_range == BELOW:
+        codes.add(TROUGH_BELOW_RANGE)
+    elif inputs.latest_range == ABOVE:
+        codes.add(TROUGH_ABOVE_RANGE)
+    if inputs.latest_timing == UNKNOWN and inputs.latest_timing_reason == NO_LAST_DOSE:
+        codes.add(C12H_TIMING_MISSING)
+    elif inputs.latest_timing == MISTIMED:
+        codes.add(SAMPLE_MISTIMED)
+    if inputs.latest_steady_state is False:
+        codes.add(NOT_STEADY_STATE)
+    if inputs.duration_code in (DURATION_UNDER_36_MONTHS, PREMATURE_DISCONTINUATION):
+        codes.add(inputs.duration_code)
+    if inputs.interaction_events:
+        codes.add(INTERACTION_RECHECK)
+    codes |= inputs.immunosuppression_codes
+    if inputs.pre_existing_ckd:
+        codes.add(PRE_EXISTING_CKD)
+    if inputs.nephrotoxicity_watch:
+        codes.add(NEPHROTOXICITY_WATCH)
+    if inputs.level_overdue:
+        codes.add(LEVEL_OVERDUE)
+    if inputs.cv_percent is not None and inputs.cv_percent > inputs.cv_high_percent:
+        codes.add(HIGH_VARIABILITY)
+    return sorted(codes)
+
+
+def urgency_key(codes: Iterable[str]) -> tuple[int, int]:
+    """Sort key for the worklist: more warnings first, then more alerts."""
+    codes = list(codes)
+    warnings = sum(1 for c in codes if ALERT_SEVERITY.get(c) == WARNING)
+    return (-warnings, -len(codes))

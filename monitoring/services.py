@@ -1,0 +1,170 @@
+"""Writes that are more than a form save: re-judging a patient, marking errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import date
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import config, rules, validation
+from .assessment import PatientAssessment, assess_patient, compute_metrics, target_from_assignment
+from .models import (
+    ConcomitantDrug,
+    LabResult,
+    LevelStatus,
+    Patient,
+    RecordStatus,
+    Regimen,
+    Source,
+    TroughLevel,
+)
+from .selectors import patient_record, patient_records
+
+COMPUTED_LEVEL_FIELDS = [
+    "target_low",
+    "target_high",
+    "range_flag",
+    "timing_flag",
+    "timing_reason",
+    "hours_post_dose",
+    "steady_state",
+]
+
+
+def patients_assess(
+    patients: Iterable[Patient], *, as_of: date | None = None
+) -> list[PatientAssessment]:
+    """Judge patients without writing anything (pages, exports)."""
+    thresholds = config.load_thresholds()
+    default = config.default_target()
+    return [
+        assess_patient(r, default_target=default, thresholds=thresholds, as_of=as_of)
+        for r in patient_records(patients)
+    ]
+
+
+def patients_reassess(patients: Iterable[Patient]) -> list[PatientAssessment]:
+    """Recompute and store every level's flags and each patient's alert summary. Called
+    after any write that can change a verdict (a level, regimen, target, drug or lab)."""
+    patients = list(patients)
+    results = patients_assess(patients)
+    changed_levels = []
+    for result in results:
+        for a in result.levels:
+            level = a.level
+            new = {
+                "target_low": a.target.low,
+                "target_high": a.target.high,
+                "range_flag": a.range,
+                "timing_flag": a.timing.code,
+                "timing_reason": a.timing.reason,
+                "hours_post_dose": (
+                    rules.round_to(a.timing.hours, 3) if a.timing.hours is not None else None
+                ),
+                "steady_state": a.steady_state,
+            }
+            if any(getattr(level, k) != v for k, v in new.items()):
+                for k, v in new.items():
+                    setattr(level, k, v)
+                changed_levels.append(level)
+        patient = result.records.patient
+        patient.alert_codes = ";".join(result.alerts)
+        patient.warning_count = result.warning_count
+        patient.latest_level = result.latest.level if result.latest else None
+        patient.assessed_on = timezone.localdate()
+    with transaction.atomic():
+        TroughLevel.objects.bulk_update(changed_levels, COMPUTED_LEVEL_FIELDS, batch_size=500)
+        Patient.objects.bulk_update(
+            patients,
+            ["alert_codes", "warning_count", "latest_level", "assessed_on"],
+            batch_size=500,
+        )
+    return results
+
+
+def patient_reassess(patient: Patient) -> PatientAssessment:
+    return patients_reassess([patient])[0]
+
+
+def record_mark_in_error(record, *, reason: str, user=None) -> None:
+    """Entered-in-error replaces delete: the record stays, with the reason and its history."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise rules.RuleError("error_reason", reason, "a reason is required")
+    if isinstance(record, TroughLevel):
+        record.status = LevelStatus.ENTERED_IN_ERROR
+    elif isinstance(record, Regimen | ConcomitantDrug | LabResult):
+        record.status = RecordStatus.ENTERED_IN_ERROR
+    else:  # pragma: no cover - a programming error, not user input
+        raise TypeError(f"cannot mark {type(record).__name__} in error")
+    record.error_reason = reason
+    if user is not None:
+        record._history_user = user
+    with transaction.atomic():
+        record.save(update_fields=["status", "error_reason"])
+        patient_reassess(record.patient)
+
+
+def patient_assess(
+    patient: Patient,
+    *,
+    window_days: int | None = None,
+    thresholds: rules.Thresholds | None = None,
+    as_of: date | None = None,
+) -> PatientAssessment:
+    """One patient judged without writing (the patient page). The alerts are those of the
+    configured thresholds, so the page agrees with the stored flags and the worklist; with
+    ``window_days`` only the metrics are recomputed over that window instead."""
+    thresholds = thresholds or config.load_thresholds()
+    records = patient_record(patient)
+    # The default target applies only to a patient without any assignment (import always
+    # creates one): skip its query otherwise, the first assignment stands in unused.
+    default = (
+        target_from_assignment(records.targets[0]) if records.targets else config.default_target()
+    )
+    result = assess_patient(records, default_target=default, thresholds=thresholds, as_of=as_of)
+    if window_days is not None and window_days != thresholds.metrics_window_days:
+        counted = [a for a in result.levels if a.level.counts_for_flags]
+        result.metrics = compute_metrics(
+            counted,
+            result.now,
+            result.current_target,
+            replace(thresholds, metrics_window_days=window_days),
+        )
+    return result
+
+
+def level_add(*, patient: Patient, level: TroughLevel, user=None) -> TroughLevel:
+    """Save a trough entered on the patient page (already validated by TroughLevelForm) and
+    re-judge the patient in the same transaction."""
+    level.patient = patient
+    level.source = Source.MANUAL
+    if user is not None and user.is_authenticated:
+        level.entered_by = user
+        level._history_user = user
+    with transaction.atomic():
+        level.save()
+        patient_reassess(patient)
+    return level
+
+
+def level_add_last_dose(*, level: TroughLevel, last_dose_at, user=None) -> TroughLevel:
+    """Record the missing last-dose time of a trough (the C12h check) and re-judge."""
+    thresholds = config.load_thresholds()
+    if level.in_error:
+        raise rules.RuleError("last_dose_at", "", "the trough is entered in error")
+    if level.last_dose_at is not None:
+        raise rules.RuleError(
+            "last_dose_at", level.last_dose_at.isoformat(), "a last-dose time is already recorded"
+        )
+    validation.level_timing(level.collected_at, last_dose_at, thresholds)
+    level.last_dose_at = last_dose_at
+    if user is not None and user.is_authenticated:
+        level._history_user = user
+    with transaction.atomic():
+        level.save(update_fields=["last_dose_at"])
+        patient_reassess(level.patient)
+    return level

@@ -1,0 +1,273 @@
+"""The worklist (home page): every active patient, most urgent first, with the latest trough,
+the 36-month clock, the alerts and the next action; filters, search, pages and a CSV export.
+
+Fast by design: rows come from the summaries that ``services.patients_reassess`` stores on
+every write (alert codes, warning count, latest trough and its flags), so no rule runs per
+row. Only the cheap 36-month clock is computed here, from the patient's stored dates. Alerts
+that change with the calendar alone (a trough becoming overdue) are caught by re-judging, in
+one batch, the patients whose summary predates today before the list is read.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django import forms
+from django.contrib.auth.decorators import permission_required
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from .. import config, rules, services
+from ..alert_text import AlertText, alert_texts, next_action
+from ..exports import fixed, iso
+from ..models import Patient, TroughLevel
+from ..selectors import worklist_patients
+
+TEMPLATE = "monitoring/worklist.html"
+PAGE_SIZE = 50
+EXPORT_COLUMNS = [
+    "mrn",
+    "family_name",
+    "given_name",
+    "latest_collected_at",
+    "latest_value_ng_ml",
+    "latest_range_flag",
+    "latest_timing_flag",
+    "months_on_therapy",
+    "alerts",
+    "next_action",
+]
+
+# Presentation only: how a verdict looks (the verdicts themselves come from the rules).
+RANGE_BADGE = {
+    rules.IN_RANGE: ("ok", "in range"),
+    rules.BELOW: ("warning", "below range"),
+    rules.ABOVE: ("warning", "above range"),
+    rules.INDETERMINATE: ("info", "indeterminate"),
+}
+TIMING_BADGE = {
+    rules.VALID: ("ok", "timing valid"),
+    rules.BORDERLINE: ("info", "timing borderline"),
+    rules.MISTIMED: ("warning", "mistimed"),
+    rules.UNKNOWN: ("warning", "timing unknown"),
+}
+# Each severity has its own badge style, glyph (shape) and word, never colour alone.
+SEVERITY_STYLE = {
+    rules.WARNING: ("warning", "▲", "Warning"),
+    rules.CAUTION: ("caution", "◆", "Caution"),
+    rules.INFORMATION: ("info", "●", "Information"),
+}
+
+
+def _choices(first: str, pairs: dict[str, tuple[str, str]]) -> list[tuple[str, str]]:
+    return [("", first)] + [(code, label) for code, (_, label) in pairs.items()]
+
+
+class WorklistFilters(forms.Form):
+    """The worklist's query string. Bad values are reported and ignored, never a 500."""
+
+    q = forms.CharField(
+        label="Search MRN or name",
+        required=False,
+        max_length=100,
+        widget=forms.TextInput(
+            attrs={
+                "type": "search",
+                "id": "worklist-q",
+                "autocomplete": "off",
+                "placeholder": "e.g. MRN-1001 or Doe",
+            }
+        ),
+    )
+    alert = forms.ChoiceField(
+        label="Alert",
+        required=False,
+        choices=[("", "any alert")]
+        + [(a.code, a.label) for a in alert_texts(list(rules.ALERT_CODES))],
+        widget=forms.Select(attrs={"id": "worklist-alert"}),
+    )
+    range = forms.ChoiceField(
+        label="Latest trough range",
+        required=False,
+        choices=_choices("any range", RANGE_BADGE),
+        widget=forms.Select(attrs={"id": "worklist-range"}),
+    )
+    timing = forms.ChoiceField(
+        label="Latest trough timing",
+        required=False,
+        choices=_choices("any timing", TIMING_BADGE),
+        widget=forms.Select(attrs={"id": "worklist-timing"}),
+    )
+
+    def selection(self) -> dict[str, str]:
+        """The selector's arguments from the fields that are valid (invalid ones: no filter)."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        return {
+            "query": data.get("q") or "",
+            "alert": data.get("alert") or "",
+            "range_flag": data.get("range") or "",
+            "timing_flag": data.get("timing") or "",
+        }
+
+
+@dataclass(frozen=True)
+class AlertBadge:
+    text: AlertText
+    style: str
+    glyph: str
+    severity_word: str
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    patient: Patient
+    level: TroughLevel | None
+    value: str
+    range_style: str
+    range_label: str
+    timing_style: str
+    timing_label: str
+    months: Decimal | None
+    months_shown: str  # months so far, one decimal, for <progress> and the text
+    months_note: str
+    alerts: list[AlertBadge]
+    next_action: str
+
+
+def refresh_stale_summaries(today: date) -> None:
+    """Re-judge, in one batch, active patients whose stored summary predates today: time
+    alone can raise an alert (overdue trough, 36 months reached). Once a day at most, and
+    a fixed number of queries however many patients (services.patients_reassess)."""
+    stale = list(
+        Patient.objects.filter(active=True).filter(
+            Q(assessed_on__lt=today) | Q(assessed_on__isnull=True)
+        )
+    )
+    if stale:
+        services.patients_reassess(stale)
+
+
+def _duration(patient: Patient, today: date, thresholds: rules.Thresholds) -> rules.Duration:
+    return rules.duration_status(
+        patient.clock_anchor,
+        patient.therapy_end,
+        today,
+        required_months=thresholds.required_months,
+        days_per_month=thresholds.days_per_month,
+    )
+
+
+def worklist_row(patient: Patient, today: date, thresholds: rules.Thresholds) -> WorklistRow:
+    level = patient.latest_level
+    range_style, range_label = RANGE_BADGE.get(level.range_flag, ("", "")) if level else ("", "")
+    timing_style, timing_label = (
+        TIMING_BADGE.get(level.timing_flag, ("", "")) if level else ("", "")
+    )
+    duration = _duration(patient, today, thresholds)
+    note = ""
+    if patient.therapy_end:
+        verb = "ended" if patient.therapy_end <= today else "planned end"
+        note = f"{verb} {patient.therapy_end:%Y-%m-%d}"
+    elif duration.months is None:
+        note = "start date not recorded"
+    elif duration.code == rules.DURATION_MET:
+        note = f"{config.plain(thresholds.required_months)} months reached"
+    codes = patient.alerts
+    badges = []
+    for text in alert_texts(codes):
+        style, glyph, word = SEVERITY_STYLE[text.severity]
+        badges.append(AlertBadge(text, style, glyph, word))
+    return WorklistRow(
+        patient=patient,
+        level=level,
+        value=f"{level.comparator}{fixed(level.value_ng_ml, 1)}" if level else "",
+        range_style=range_style,
+        range_label=range_label,
+        timing_style=timing_style,
+        timing_label=timing_label,
+        months=duration.months,
+        months_shown=fixed(duration.months, 1),
+        months_note=note,
+        alerts=badges,
+        next_action=next_action(codes),
+    )
+
+
+def _filtered(request: HttpRequest) -> tuple[WorklistFilters, QuerySet[Patient], date]:
+    today = timezone.localdate()
+    refresh_stale_summaries(today)
+    filters = WorklistFilters(request.GET)
+    return filters, worklist_patients(**filters.selection()), today
+
+
+@require_GET
+@permission_required("monitoring.view_patient", raise_exception=True)
+@vary_on_headers("HX-Request", "HX-History-Restore-Request")
+def worklist(request: HttpRequest) -> HttpResponse:
+    filters, patients, today = _filtered(request)
+    thresholds = config.load_thresholds()
+    page = Paginator(patients, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "filters": filters,
+        "filtered": any(filters.selection().values()),
+        "page": page,
+        "rows": [worklist_row(p, today, thresholds) for p in page.object_list],
+        "required_months": config.plain(thresholds.required_months),
+    }
+    # A history restore (back button after the cache expired) needs the whole page.
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(request, f"{TEMPLATE}#worklist-table", context)
+    return render(request, TEMPLATE, context)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _cell(text: str) -> str:
+    """Free text a spreadsheet could run as a formula ('=', '+', '-', '@') is quoted."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _export_lines(patients: QuerySet[Patient], today: date) -> Iterator[str]:
+    thresholds = config.load_thresholds()
+    writer = csv.writer(_Echo(), lineterminator="\n")
+    yield writer.writerow(EXPORT_COLUMNS)
+    for patient in patients.iterator(chunk_size=500):
+        level = patient.latest_level
+        codes = patient.alerts
+        yield writer.writerow(
+            [
+                patient.mrn,
+                _cell(patient.family_name),
+                _cell(patient.given_name),
+                iso(level.collected_at) if level else "",
+                fixed(level.value_ng_ml, 2) if level else "",
+                level.range_flag if level else "",
+                level.timing_flag if level else "",
+                fixed(_duration(patient, today, thresholds).months, 1),
+                ";".join(sorted(codes)),
+                next_action(codes),
+            ]
+        )
+
+
+@require_GET
+@permission_required("monitoring.view_patient", raise_exception=True)
+def worklist_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The filtered worklist (every page, same order) as CSV."""
+    _, patients, today = _filtered(request)
+    response = StreamingHttpResponse(_export_lines(patients, today), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="worklist-{today:%Y-%m-%d}.csv"'
+    return response
