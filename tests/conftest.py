@@ -1,0 +1,82 @@
+"""Fixtures shared by every test tier. Nothing here imports monitoring models, so unit
+tests and site tests keep working whatever state the app is in."""
+
+import itertools
+from collections.abc import Callable, Iterable
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+
+# The roles the data migration creates; fixtures get_or_create them so they also work
+# when a test database is built without that migration's data.
+ROLES = ("clinician", "data_entry", "viewer")
+TEST_PASSWORD = "correct-horse-battery-staple"
+
+_usernames = itertools.count(1)
+
+
+@pytest.fixture
+def user_factory(db, django_user_model) -> Callable[..., object]:
+    """Make a user: `user_factory(groups=["clinician"], is_staff=True, username="ana")`.
+
+    The password is TEST_PASSWORD unless given."""
+
+    def make(
+        *,
+        groups: Iterable[str] = (),
+        username: str | None = None,
+        password: str = TEST_PASSWORD,
+        is_staff: bool = False,
+        is_superuser: bool = False,
+        **extra: object,
+    ):
+        user = django_user_model.objects.create_user(
+            username=username or f"user{next(_usernames)}",
+            password=password,
+            is_staff=is_staff,
+            is_superuser=is_superuser,
+            **extra,
+        )
+        for name in groups:
+            group, _ = Group.objects.get_or_create(name=name)
+            user.groups.add(group)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def client_for(user_factory) -> Callable[[str], Client]:
+    """A logged-in Django test client for a role: one of ROLES, or "superuser".
+
+    Each call returns a fresh client with a new user, so one test can compare roles."""
+
+    def login_as(role: str, **user_fields: object) -> Client:
+        if role == "superuser":
+            user = user_factory(is_staff=True, is_superuser=True, **user_fields)
+        elif role in ROLES:
+            user = user_factory(groups=[role], **user_fields)
+        else:
+            raise ValueError(f"unknown role {role!r}; expected one of {ROLES} or 'superuser'")
+        client = Client()
+        client.force_login(user)
+        client.user = user  # handy for assertions about who did what
+        return client
+
+    return login_as
+
+
+@pytest.fixture
+def clinician_client(client_for) -> Client:
+    return client_for("clinician")
+
+
+@pytest.fixture
+def data_entry_client(client_for) -> Client:
+    return client_for("data_entry")
+
+
+@pytest.fixture
+def viewer_client(client_for) -> Client:
+    return client_for("viewer")
