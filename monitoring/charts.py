@@ -290,6 +290,57 @@ def _axis_bounds(
 # --- the figure -----------------------------------------------------------------------------
 
 
+
+def _scatter(**spec) -> go.Scatter:
+    return go.Scatter(_validate=False, **spec)
+
+class Overlays:
+    """Annotations and shapes gathered while a figure is built, then set on it at once.
+
+    ``fig.add_annotation`` and ``fig.add_shape`` re-validate the figure's whole list on every
+    call, so a chart with many dose changes cost O(n²): over a second for ten years of
+    therapy. ``annotation``/``shape`` take the same arguments, ``row``/``col``/
+    ``secondary_y`` included, for the two-row layout of ``trough_figure``.
+    """
+
+    # (row, secondary_y) -> axis names of make_subplots(rows=2, secondary_y on both rows)
+    AXES = {
+        (1, False): ("x", "y"),
+        (1, True): ("x", "y2"),
+        (2, False): ("x2", "y3"),
+        (2, True): ("x2", "y4"),
+    }
+
+    def __init__(self) -> None:
+        self.annotations: list[dict] = []
+        self.shapes: list[dict] = []
+
+    @classmethod
+    def _refs(cls, spec: dict) -> dict:
+        row = spec.pop("row", None)
+        spec.pop("col", None)
+        secondary = spec.pop("secondary_y", False)
+        if row is None:
+            return spec
+        x, y = cls.AXES[(row, bool(secondary))]
+        # Like plotly: an explicit "... domain" reference keeps its kind on the subplot's axes.
+        spec["xref"] = x + " domain" if spec.get("xref", "").endswith("domain") else x
+        spec["yref"] = y + " domain" if spec.get("yref", "").endswith("domain") else y
+        return spec
+
+    def annotation(self, **spec) -> None:
+        self.annotations.append(self._refs(spec))
+
+    def shape(self, **spec) -> None:
+        self.shapes.append(self._refs(spec))
+
+    def apply(self, fig: go.Figure) -> None:
+        fig.update_layout(
+            annotations=[*fig.layout.annotations, *self.annotations],
+            shapes=[*fig.layout.shapes, *self.shapes],
+        )
+
+
 def trough_figure(assessment: PatientAssessment, *, unit: str = "ng/mL") -> go.Figure:
     """Troughs over time against the target band(s), with the daily dose, interacting-drug
     and assay-change markers, and kidney labs in a panel below on the same time axis."""
@@ -312,6 +363,7 @@ def trough_figure(assessment: PatientAssessment, *, unit: str = "ng/mL") -> go.F
     axis_start, axis_end = _axis_bounds(assessment, levels, regimens, labs)
 
     fig = make_subplots(
+        figure=go.Figure(_validate=False),
         rows=2,
         cols=1,
         shared_xaxes=True,
@@ -321,14 +373,16 @@ def trough_figure(assessment: PatientAssessment, *, unit: str = "ng/mL") -> go.F
     )
     # An empty template: the default one would add ~10 KB to every page.
     fig.update_layout(template="none")
+    overlays = Overlays()
 
-    _add_bands(fig, assessment, axis_start, axis_end, unit)
+    _add_bands(overlays, assessment, axis_start, axis_end, unit)
     _add_troughs(fig, levels, unit)
     _add_legend_keys(fig, levels)
-    _add_dose(fig, regimens, axis_end)
-    _add_drug_events(fig, assessment)
-    _add_assay_changes(fig, levels)
-    _add_labs(fig, labs)
+    _add_dose(fig, overlays, regimens, axis_end)
+    _add_drug_events(overlays, assessment)
+    _add_assay_changes(overlays, levels)
+    _add_labs(fig, overlays, labs)
+    overlays.apply(fig)
 
     fig.update_layout(
         height=620,
@@ -381,13 +435,17 @@ def trough_figure(assessment: PatientAssessment, *, unit: str = "ng/mL") -> go.F
 
 
 def _add_bands(
-    fig: go.Figure, assessment: PatientAssessment, start: datetime, end: datetime, unit: str
+    overlays: Overlays,
+    assessment: PatientAssessment,
+    start: datetime,
+    end: datetime,
+    unit: str,
 ) -> None:
     for period_start, period_end, target in target_periods(assessment, start, end):
         # Exact converted bounds (4–6 ng/mL is 4.9752–7.4628 nmol/L); never rounded text.
         low = float(_in_unit(target.low, unit))
         high = float(_in_unit(target.high, unit))
-        fig.add_shape(
+        overlays.shape(
             type="rect",
             xref="x",
             yref="y",
@@ -400,7 +458,7 @@ def _add_bands(
             layer="below",
             name=f"target {target.name}",
         )
-        fig.add_annotation(
+        overlays.annotation(
             xref="x",
             yref="y",
             x=_x(period_start),
@@ -444,7 +502,7 @@ def _add_troughs(fig: go.Figure, levels: Sequence[LevelAssessment], unit: str) -
                 "textfont": {"size": 9, "color": "#555555"},
             }
         fig.add_trace(
-            go.Scatter(
+            _scatter(
                 x=[_x(a.level.collected_at) for a in group],
                 y=[_num(_in_unit(a.level.value_ng_ml, unit)) for a in group],
                 name=name,
@@ -471,7 +529,7 @@ def _add_legend_keys(fig: go.Figure, levels: Sequence[LevelAssessment]) -> None:
             continue
         name, colour, modifier, line_colour, line_width = RANGE_STYLE[code]
         fig.add_trace(
-            go.Scatter(
+            _scatter(
                 x=[None],
                 y=[None],
                 mode="markers",
@@ -495,7 +553,7 @@ def _add_legend_keys(fig: go.Figure, levels: Sequence[LevelAssessment]) -> None:
     keys += [(CENSORED_LEGEND[c], CENSORED_SYMBOL[c]) for c in CENSORED_SYMBOL if c in comparators]
     for name, symbol in keys:
         fig.add_trace(
-            go.Scatter(
+            _scatter(
                 x=[None],
                 y=[None],
                 mode="markers",
@@ -510,7 +568,9 @@ def _add_legend_keys(fig: go.Figure, levels: Sequence[LevelAssessment]) -> None:
         )
 
 
-def _add_dose(fig: go.Figure, regimens: Sequence[Regimen], axis_end: datetime) -> None:
+def _add_dose(
+    fig: go.Figure, overlays: Overlays, regimens: Sequence[Regimen], axis_end: datetime
+) -> None:
     changes = dose_changes(regimens)
     if not changes:
         return
@@ -520,7 +580,7 @@ def _add_dose(fig: go.Figure, regimens: Sequence[Regimen], axis_end: datetime) -
     xs.append(_x(axis_end))
     ys.append(ys[-1])
     fig.add_trace(
-        go.Scatter(
+        _scatter(
             x=xs,
             y=ys,
             mode="lines",
@@ -535,7 +595,7 @@ def _add_dose(fig: go.Figure, regimens: Sequence[Regimen], axis_end: datetime) -
         secondary_y=True,
     )
     for i, (regimen, label) in enumerate(changes):
-        fig.add_annotation(
+        overlays.annotation(
             x=_x(regimen.effective_at),
             y=_num(regimen.daily_dose_mg, 2),
             text=label,
@@ -554,7 +614,7 @@ def _add_dose(fig: go.Figure, regimens: Sequence[Regimen], axis_end: datetime) -
         )
 
 
-def _add_drug_events(fig: go.Figure, assessment: PatientAssessment) -> None:
+def _add_drug_events(overlays: Overlays, assessment: PatientAssessment) -> None:
     drugs = [d for d in assessment.records.drugs if d.status == RecordStatus.ACTIVE]
     as_of = timezone.localdate(assessment.now)
     for event in sorted(drug_events(drugs, as_of), key=lambda e: (e.on, e.drug)):
@@ -564,7 +624,7 @@ def _add_drug_events(fig: go.Figure, assessment: PatientAssessment) -> None:
         arrow = "↑" if change == "rise" else "↓"
         x = _x(event.on)
         # Spans both panels: a drug event matters to the kidney labs as well.
-        fig.add_shape(
+        overlays.shape(
             type="line",
             xref="x",
             yref="paper",
@@ -575,7 +635,7 @@ def _add_drug_events(fig: go.Figure, assessment: PatientAssessment) -> None:
             line={"color": DRUG_COLOUR, "width": 1, "dash": "dot"},
             name="interaction_event",
         )
-        fig.add_annotation(
+        overlays.annotation(
             x=x,
             xref="x",
             yref="paper",
@@ -592,10 +652,10 @@ def _add_drug_events(fig: go.Figure, assessment: PatientAssessment) -> None:
         )
 
 
-def _add_assay_changes(fig: go.Figure, levels: Sequence[LevelAssessment]) -> None:
+def _add_assay_changes(overlays: Overlays, levels: Sequence[LevelAssessment]) -> None:
     for a, label in assay_changes(levels):
         x = _x(a.level.collected_at)
-        fig.add_shape(
+        overlays.shape(
             type="line",
             xref="x",
             yref="y domain",
@@ -606,7 +666,7 @@ def _add_assay_changes(fig: go.Figure, levels: Sequence[LevelAssessment]) -> Non
             line={"color": ASSAY_COLOUR, "width": 1.5, "dash": "dashdot"},
             name="assay_change",
         )
-        fig.add_annotation(
+        overlays.annotation(
             x=x,
             xref="x",
             yref="y domain",
@@ -628,7 +688,7 @@ def _upcr_g_g(lab: LabResult) -> Decimal:
     return lab.value  # g/g and mg/mg are the same ratio
 
 
-def _add_labs(fig: go.Figure, labs: Sequence[LabResult]) -> None:
+def _add_labs(fig: go.Figure, overlays: Overlays, labs: Sequence[LabResult]) -> None:
     creatinine = [lab for lab in labs if lab.test == LabTest.CREATININE]
     egfr = [lab for lab in labs if lab.test == LabTest.EGFR]
     upcr = [lab for lab in labs if lab.test == LabTest.UPCR]
@@ -637,7 +697,7 @@ def _add_labs(fig: go.Figure, labs: Sequence[LabResult]) -> None:
     if creatinine:
         values = [rules.creatinine_mg_dl(lab.value, lab.unit) for lab in creatinine]
         fig.add_trace(
-            go.Scatter(
+            _scatter(
                 x=[_x(lab.collected_at) for lab in creatinine],
                 y=[_num(v, 2) for v in values],
                 mode="lines+markers",
@@ -653,7 +713,7 @@ def _add_labs(fig: go.Figure, labs: Sequence[LabResult]) -> None:
         fig.update_yaxes(row=2, col=1, secondary_y=False, title_text="Creatinine (mg/dL)")
     elif egfr:
         fig.add_trace(
-            go.Scatter(
+            _scatter(
                 x=[_x(lab.collected_at) for lab in egfr],
                 y=[_num(lab.value, 1) for lab in egfr],
                 mode="lines+markers",
@@ -669,7 +729,7 @@ def _add_labs(fig: go.Figure, labs: Sequence[LabResult]) -> None:
         fig.update_yaxes(row=2, col=1, secondary_y=False, title_text="eGFR")
     if upcr:
         fig.add_trace(
-            go.Scatter(
+            _scatter(
                 x=[_x(lab.collected_at) for lab in upcr],
                 y=[_num(_upcr_g_g(lab), 2) for lab in upcr],
                 mode="lines+markers",
@@ -683,7 +743,7 @@ def _add_labs(fig: go.Figure, labs: Sequence[LabResult]) -> None:
             secondary_y=True,
         )
     if not (creatinine or egfr or upcr):
-        fig.add_annotation(
+        overlays.annotation(
             text="No kidney labs recorded",
             showarrow=False,
             xref="x domain",
@@ -785,8 +845,9 @@ def report_figure(
         axis_start = start
     axis_end = now
 
-    fig = go.Figure()
+    fig = go.Figure(_validate=False)
     fig.update_layout(template="none")
+    overlays = Overlays()
     top = 0.0
     for period_start, period_end, target in target_periods(assessment, axis_start, axis_end):
         low = float(_in_unit(target.low, unit))
@@ -795,7 +856,7 @@ def report_figure(
         x0, x1 = _x(max(period_start, axis_start)), _x(period_end)
         # A filled polygon (not a layout shape): only traces take a fill pattern.
         fig.add_trace(
-            go.Scatter(
+            _scatter(
                 x=[x0, x1, x1, x0, x0],
                 y=[low, low, high, high, low],
                 mode="lines",
@@ -816,7 +877,7 @@ def report_figure(
                 meta="band",
             )
         )
-        fig.add_annotation(
+        overlays.annotation(
             x=x0,
             y=high,
             xanchor="left",
@@ -839,7 +900,7 @@ def report_figure(
         values = [float(_in_unit(a.level.value_ng_ml, unit)) for a in group]
         top = max(top, *values)
         fig.add_trace(
-            go.Scatter(
+            _scatter(
                 x=[_x(a.level.collected_at) for a in group],
                 y=[_num(_in_unit(a.level.value_ng_ml, unit)) for a in group],
                 mode="markers+text",
@@ -867,7 +928,7 @@ def report_figure(
         )
     if any(not _report_solid(a) for a in levels):
         fig.add_trace(
-            go.Scatter(
+            _scatter(
                 x=[None],
                 y=[None],
                 mode="markers",
@@ -891,7 +952,7 @@ def report_figure(
             xs.append(_x(axis_end))
             ys.append(ys[-1])
             fig.add_trace(
-                go.Scatter(
+                _scatter(
                     x=xs,
                     y=ys,
                     mode="lines",
@@ -963,4 +1024,5 @@ def report_figure(
             "fixedrange": True,
         },
     )
+    overlays.apply(fig)
     return fig

@@ -8,6 +8,7 @@ import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal as D
 
+import plotly.graph_objects as go
 import pytest
 from django.utils import timezone
 from django.utils.html import json_script
@@ -467,6 +468,51 @@ def test_lab_panel_is_present_even_without_labs():
     assert "yaxis3" in fig["layout"]
     texts = [a["text"] for a in fig["layout"]["annotations"]]
     assert "No kidney labs recorded" in texts
+
+
+def test_overlays_land_on_the_axes_plotly_would_give_them():
+    # Annotations and shapes are gathered and set at once (plotly re-validates the whole list
+    # on every add_annotation); their row/secondary-axis references must match plotly's own.
+    fig = figure(
+        assess([level("2025-01-10")], regimens=[regimen("2025-01-01"), regimen("2025-01-20", "4")])
+    )
+    [dose] = [a for a in fig["layout"]["annotations"] if a.get("name") == "dose_change"][1:]
+    assert (dose["xref"], dose["yref"]) == ("x", "y2")  # the dose axis of the upper panel
+    [empty] = [a for a in fig["layout"]["annotations"] if a["text"] == "No kidney labs recorded"]
+    assert (empty["xref"], empty["yref"]) == ("x2 domain", "y3 domain")
+
+
+def test_every_figure_passes_plotlys_validation():
+    # The builders skip plotly's per-property validation for speed; the finished figures
+    # must still be valid: plotly's validating constructor raises on any unknown property
+    # or bad value.
+    drugs = [
+        ConcomitantDrug(
+            name="Diflucan",
+            catalog=DrugCatalogEntry(name="fluconazole", interaction="raises"),
+            started_on=date(2025, 3, 1),
+        )
+    ]
+    labs = [LabResult(collected_at=at("2025-01-05"), test="creatinine", value=D("1"), unit="mg/dL")]
+    assessment = assess(
+        [
+            level("2025-01-10", assay="LCMSMS"),
+            level("2025-02-10", "1.0", comparator="<", assay="CMIA"),
+            level("2025-03-10", hours=None),
+        ],
+        regimens=[
+            regimen("2025-01-01"),
+            regimen("2025-02-01", "4", formulation="ER", frequency="QD"),
+        ],
+        drugs=drugs,
+        labs=labs,
+    )
+    for built in (
+        charts.trough_figure(assessment),
+        charts.trough_figure(assessment, unit="nmol/L"),
+        charts.report_figure(assessment),
+    ):
+        go.Figure(built.to_dict())  # raises ValueError on anything plotly does not accept
 
 
 # --- size, JSON and the text alternative --------------------------------------------------
