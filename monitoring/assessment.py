@@ -6,9 +6,10 @@ the report and the exports all read its result, so a verdict is computed one way
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.utils import timezone
@@ -182,6 +183,10 @@ def assess_patient(
 
     events = drug_events(drugs, as_of)
     change_times = regimen_change_times(regimens) + [local_midnight(e.on) for e in events]
+    # Sorted UTC instants: each trough is then checked only against the changes of the
+    # steady-state window before it (bisect), not against every change of its history.
+    changes_utc = sorted(c.astimezone(UTC) for c in change_times)
+    steady_window = timedelta(microseconds=int(t.steady_state_hours * 3_600_000_000))
 
     assessed = []
     in_view = [lv for lv in records.levels if lv.collected_at <= now]
@@ -202,7 +207,11 @@ def assess_patient(
             valid_hours=t.timing_valid_hours,
             borderline_hours=t.timing_borderline_hours,
         )
-        steady = rules.at_steady_state(level.collected_at, change_times, hours=t.steady_state_hours)
+        drawn = level.collected_at.astimezone(UTC)
+        nearby = changes_utc[
+            bisect_left(changes_utc, drawn - steady_window) : bisect_right(changes_utc, drawn)
+        ]
+        steady = rules.at_steady_state(level.collected_at, nearby, hours=t.steady_state_hours)
         verdict = rules.range_verdict(level.value_ng_ml, level.comparator, target.low, target.high)
         qualifying = level.counts_for_flags and timing.code == rules.VALID and steady
         assessed.append(

@@ -363,9 +363,14 @@ def at_steady_state(
 ) -> bool:
     """False when the sample was drawn less than ``hours`` after a dose change, formulation
     switch or interacting-drug start/stop. Exactly ``hours`` after counts as steady."""
+    _require_aware(collected_at, "collected_at")
+    drawn = collected_at.astimezone(UTC)
+    # Whole microseconds, exact: this runs for every trough against every change, so it
+    # compares timedeltas rather than building a Decimal per pair as elapsed_hours does.
+    window = timedelta(microseconds=int(hours * 3_600_000_000))
     for event in change_events:
-        since = elapsed_hours(event, collected_at)
-        if Decimal(0) <= since < hours:
+        _require_aware(event, "change event")
+        if timedelta(0) <= drawn - event.astimezone(UTC) < window:
             return False
     return True
 
