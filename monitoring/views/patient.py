@@ -45,6 +45,10 @@ TEMPLATE = "monitoring/patient.html"
 WINDOW_MONTHS = (3, 6, 12, 24)
 DEFAULT_WINDOW_MONTHS = 12
 DEFAULT_UNIT = rules.CANONICAL_UNIT
+# The levels table shows the newest troughs; the chart always draws them all. Ten years of
+# weekly troughs made a page of half a megabyte that took most of a second to render, and
+# staff act on the recent ones: "show all" is one click away.
+LEVELS_SHOWN = 50
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 ADD_FORM_ID = "add_%s"  # element ids: the add form and the row forms share field names
 
@@ -78,6 +82,7 @@ TIMING_ALERTS = (rules.C12H_TIMING_MISSING, rules.SAMPLE_MISTIMED, rules.NOT_STE
 class PageState:
     unit: str = DEFAULT_UNIT
     window_months: int = DEFAULT_WINDOW_MONTHS
+    all_levels: bool = False
 
     @classmethod
     def from_request(cls, request: HttpRequest) -> PageState:
@@ -91,17 +96,21 @@ class PageState:
         raw = request.GET.get("window", "").strip()
         if raw.isdigit() and int(raw) in WINDOW_MONTHS:
             window = int(raw)
-        return cls(unit, window)
+        all_levels = request.GET.get("levels", "").strip().lower() == "all"
+        return cls(unit, window, all_levels)
 
     def query(self, **changes) -> str:
         """The query string for this state (only non-defaults), with ``changes`` applied."""
         unit = changes.get("unit", self.unit)
         window = changes.get("window", self.window_months)
+        all_levels = changes.get("all_levels", self.all_levels)
         params = {}
         if unit != DEFAULT_UNIT:
             params["unit"] = unit
         if window != DEFAULT_WINDOW_MONTHS:
             params["window"] = window
+        if all_levels:
+            params["levels"] = "all"
         return "?" + urlencode(params) if params else ""
 
     def window_days(self, thresholds: rules.Thresholds) -> int:
@@ -521,6 +530,12 @@ def _page_context(
     target = assessment.current_target
     regimen = assessment.current_regimen
     can_add = request.user.has_perm("monitoring.add_troughlevel")
+    rows = level_rows(assessment, state.unit)
+    shown = rows
+    if not state.all_levels and len(rows) > LEVELS_SHOWN:
+        shown = rows[:LEVELS_SHOWN]
+        if action is not None and all(r.level.pk != action.level.pk for r in shown):
+            shown = rows  # a form open on an older trough: keep its row on the page
     return {
         "patient": patient,
         "state": state,
@@ -555,7 +570,12 @@ def _page_context(
         "metrics": metrics_view(assessment, state, thresholds),
         "figure": charts.figure_json(charts.trough_figure(assessment, unit=state.unit)),
         "chart_summary": charts.chart_summary(assessment, unit=state.unit),
-        "rows": level_rows(assessment, state.unit),
+        "rows": shown,
+        "levels_total": len(rows),
+        "levels_hidden": len(rows) - len(shown),
+        "levels_limit": LEVELS_SHOWN,
+        "all_levels_query": state.query(all_levels=True),
+        "newest_levels_query": state.query(all_levels=False),
         "regimen_rows": regimen_rows(assessment),
         "drug_rows": drug_rows(assessment),
         "add_form": add_form

@@ -233,9 +233,30 @@ def test_queries_do_not_grow_with_the_number_of_levels(
     assert patient.levels.count() == extra + 2
     client.get(page_url(patient))
     with django_assert_max_num_queries(12):
-        response = client.get(page_url(patient))
+        response = client.get(page_url(patient) + "?levels=all")
     assert response.status_code == 200
     assert len(re.findall(r'<tr id="level-', response.content.decode())) == extra + 2
+    with django_assert_max_num_queries(12):
+        response = client.get(page_url(patient))
+    assert response.status_code == 200
+
+
+def test_the_table_lists_the_newest_50_troughs_and_links_to_all(client, clinician):
+    patient = make_patient(extra_levels=58)  # 60 troughs
+    body = client.get(page_url(patient)).content.decode()
+    shown = re.findall(r'<tr id="level-(\d+)"', body)
+    newest = patient.levels.order_by("-collected_at").values_list("pk", flat=True)[:50]
+    assert [int(pk) for pk in shown] == list(newest)
+    assert "The newest 50 of 60 troughs" in body
+    assert "10 older troughs not listed (the chart shows them all)" in body
+    assert f'href="{page_url(patient)}?levels=all#levels"' in body
+
+    everything = client.get(page_url(patient) + "?levels=all&unit=nmol/L").content.decode()
+    assert len(re.findall(r'<tr id="level-', everything)) == 60
+    assert "Show only the newest 50 troughs" in everything
+    # The metrics-window links keep the unit and the choice to see every trough.
+    window_link = re.search(r'href="([^"]*window=6[^"]*)"', everything).group(1)
+    assert "levels=all" in window_link and "unit=nmol" in window_link
 
 
 def test_the_query_count_is_the_same_for_5_and_200_levels(client, clinician):
