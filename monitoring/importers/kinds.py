@@ -1,15 +1,24 @@
 """One importer per CSV kind. Each validates a row through ``monitoring.validation`` and writes
-it at once; the runner wraps the whole file in one transaction and rolls it back when any row
-failed or the run is a dry run, so later rows see earlier ones (a correction that follows its
-original in the same file works) and nothing is left behind on error."""
+it; the runner wraps the whole file in one transaction and rolls it back when any row failed
+or the run is a dry run, so later rows see earlier ones (a correction that follows its
+original in the same file works) and nothing is left behind on error.
+
+Levels are the bulk of every file (a lab's history runs to hundreds of thousands of rows), so
+``LevelImporter`` in bulk mode looks up the stored results once per patient and keeps new
+results until ``finish``, which inserts them, with their history, in batches. A row that meets
+a result still waiting (the same accession twice in a file) inserts the waiting ones first, so
+it sees them exactly as the row-by-row path would."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from decimal import Decimal
 
+from django.db import transaction
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
 
 from .. import rules, validation
 from ..catalog import match_drug
@@ -45,6 +54,9 @@ class Context:
     source: str = Source.CSV
     patients: dict[str, Patient] = field(default_factory=dict)
     affected: set[int] = field(default_factory=set)
+    # Bulk mode (CSV files): new levels wait for one batched insert in ``finish``. HL7
+    # messages carry a handful of results each and keep the row-by-row path.
+    bulk: bool = False
 
     def patient(self, mrn: str) -> Patient:
         if mrn not in self.patients:
@@ -99,6 +111,15 @@ def _save_changes(record, values: dict, ctx: Context) -> str:
     return UPDATED
 
 
+BULK_BATCH = 1000
+
+
+def _save_new(model, records: Sequence, ctx: Context) -> None:
+    """Insert new records and their "created" history rows in batches (bulk mode)."""
+    default_user = ctx.user if getattr(ctx.user, "pk", None) else None
+    bulk_create_with_history(records, model, batch_size=BULK_BATCH, default_user=default_user)
+
+
 class Importer:
     kind = ""
     required: tuple[str, ...] = ()
@@ -107,6 +128,9 @@ class Importer:
     # export's names for import columns, and its computed columns (ignored).
     aliases: dict[str, str] = {}
     derived: tuple[str, ...] = ()
+    # True when the importer wraps its own writes in savepoints, so the runner can skip the
+    # two extra round trips per row of its own (most rows of a bulk import write nothing).
+    own_savepoints = False
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -114,6 +138,9 @@ class Importer:
     def import_row(self, row: dict[str, str]) -> tuple[str, str]:
         """Validate and write one row; return (action, mrn)."""
         raise NotImplementedError
+
+    def finish(self) -> None:
+        """Write what the rows left waiting (bulk mode); nothing by default."""
 
 
 class PatientImporter(Importer):
@@ -229,6 +256,7 @@ class RegimenImporter(Importer):
 
 class LevelImporter(Importer):
     kind = "levels"
+    own_savepoints = True
     required = ("mrn", "collected_at", "value", "unit")
     optional = ("last_dose_at", "assay", "accession", "status", "error_reason")
     aliases = {"reported_value": "value", "reported_unit": "unit"}
@@ -242,6 +270,52 @@ class LevelImporter(Importer):
         "timing_flag",
         "steady_state",
     )
+
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        # Bulk mode: per patient, the stored results' keys (looked up once), and the new
+        # results waiting for ``finish`` with their keys.
+        self._stored: dict[int, dict] = {}
+        self._pending: list[TroughLevel] = []
+        self._pending_keys: set[tuple] = set()
+
+    @staticmethod
+    def _key(patient_pk: int, accession: str, collected_at, comparator: str, value) -> tuple:
+        if accession:
+            return (patient_pk, accession)
+        return (patient_pk, "", collected_at.astimezone(UTC), comparator, value)
+
+    def _stored_keys(self, patient: Patient) -> dict:
+        if patient.pk not in self._stored:
+            keys: dict[tuple, list[tuple[int, str]]] = {}
+            rows = TroughLevel.objects.filter(patient=patient).values_list(
+                "pk", "accession", "collected_at", "comparator", "value_ng_ml", "reported_unit"
+            )
+            for pk, accession, collected_at, comparator, value, unit in rows:
+                key = self._key(patient.pk, accession, collected_at, comparator, value)
+                keys.setdefault(key, []).append((pk, unit))
+            self._stored[patient.pk] = keys
+        return self._stored[patient.pk]
+
+    def finish(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self._pending_keys = set()
+        with transaction.atomic():
+            _save_new(TroughLevel, pending, self.ctx)
+        for record in pending:
+            key = self._key(
+                record.patient_id,
+                record.accession,
+                record.collected_at,
+                record.comparator,
+                record.value_ng_ml,
+            )
+            if record.patient_id in self._stored:
+                self._stored[record.patient_id].setdefault(key, []).append(
+                    (record.pk, record.reported_unit)
+                )
 
     def import_row(self, row):
         c = Collector()
@@ -286,7 +360,7 @@ class LevelImporter(Importer):
         }
         if error_reason:
             values["error_reason"] = error_reason
-        existing = self._existing(patient, accession, collected_at, level)
+        existing = self._find(patient, accession, collected_at, level)
         if existing is not None and existing.in_error:
             # A result staff marked entered-in-error is not brought back by a re-import.
             return UNCHANGED, patient.mrn
@@ -324,7 +398,21 @@ class LevelImporter(Importer):
                 )
         record = existing or TroughLevel(patient=patient, accession=accession)
         self.ctx.affected.add(patient.pk)
-        return _save_changes(record, values, self.ctx), patient.mrn
+        if existing is None and self.ctx.bulk:
+            for key, value in values.items():
+                setattr(record, key, value)
+            _stamp(record, self.ctx)
+            self._pending.append(record)
+            self._pending_keys.add(
+                self._key(
+                    patient.pk, accession, collected_at, record.comparator, record.value_ng_ml
+                )
+            )
+            return CREATED, patient.mrn
+        # Bulk mode runs without a per-row savepoint: a refusal must spoil this row only.
+        with transaction.atomic():
+            action = _save_changes(record, values, self.ctx)
+        return action, patient.mrn
 
     @staticmethod
     def _status(c: Collector, row: dict[str, str]) -> tuple[str | None, str]:
@@ -358,6 +446,18 @@ class LevelImporter(Importer):
             or existing.value_ng_ml != validation.stored_ng_ml(level.value_ng_ml)
             or rules.normalise_unit(existing.reported_unit) != level.unit
         )
+
+    def _find(self, patient, accession, collected_at, level) -> TroughLevel | None:
+        if not self.ctx.bulk:
+            return self._existing(patient, accession, collected_at, level)
+        value = validation.stored_ng_ml(level.value_ng_ml)
+        key = self._key(patient.pk, accession, collected_at, level.comparator, value)
+        if key in self._pending_keys:
+            self.finish()  # the same result twice in one file: judge it against the first
+        for pk, unit in self._stored_keys(patient).get(key, []):
+            if accession or rules.normalise_unit(unit) == level.unit:
+                return TroughLevel.objects.get(pk=pk)
+        return None
 
     @staticmethod
     def _existing(patient, accession, collected_at, level) -> TroughLevel | None:

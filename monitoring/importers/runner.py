@@ -4,6 +4,7 @@ back. Used by ``import_csv`` and the web upload, so both report the same problem
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
@@ -80,6 +81,7 @@ def run_csv_import(
         decimal_comma=table.decimal_comma,
         user=user,
         source=source,
+        bulk=True,
     )
     importer = importer_class(ctx)
     try:
@@ -89,7 +91,8 @@ def run_csv_import(
                 try:
                     # A savepoint per row: a database refusal spoils only its own row, and
                     # PostgreSQL's transaction stays usable for reporting the rest.
-                    with transaction.atomic():
+                    savepoint = nullcontext() if importer.own_savepoints else transaction.atomic()
+                    with savepoint:
                         result.action, result.mrn = importer.import_row(row)
                 except RowErrors as exc:
                     result.problems = [
@@ -101,6 +104,13 @@ def run_csv_import(
                 report.rows.append(result)
             if report.problems or dry_run:
                 raise _Rollback
+            try:
+                importer.finish()
+            except DatabaseError as exc:
+                # Another import stored the same results meanwhile: the constraints refuse
+                # the batch, and this file writes nothing.
+                report.problems.append(Problem(0, "-", "", f"refused by the database: {exc}"))
+                raise _Rollback from exc
             patients_reassess(Patient.objects.filter(pk__in=ctx.affected))
             report.written = True
     except _Rollback:

@@ -22,6 +22,7 @@ from django.db import (
 )
 from django.urls import reverse
 from django.utils import timezone
+from simple_history.manager import HistoryManager
 
 from monitoring import services
 from monitoring.importers import hl7 as hl7_import
@@ -268,22 +269,51 @@ def _fail_on(monkeypatch, model, call: int, error: BaseException) -> None:
     monkeypatch.setattr(model, "save", save)
 
 
-def test_a_database_error_on_the_third_row_imports_nothing(patient, monkeypatch):
-    _fail_on(monkeypatch, TroughLevel, 3, DatabaseError("injected failure"))
+def _labs(n: int) -> str:
+    rows = [f"F-1,{stamp(5 + i)},creatinine,0.{i + 5},mg/dL" for i in range(n)]
+    return "mrn,collected_at,test,value,unit\n" + "\n".join(rows) + "\n"
 
-    report = run_csv_import("levels", _levels(5).encode())
+
+def _fail_history_insert(monkeypatch, error: BaseException) -> None:
+    """Fail the batched insert of new levels after their rows went in, before their history."""
+    monkeypatch.setattr(kinds, "BULK_BATCH", 2)  # several batches, so it fails part-way
+
+    def fail(self, objs, *args, **kwargs):
+        assert TroughLevel.objects.count() == len(objs)  # the levels are in by now
+        raise error
+
+    monkeypatch.setattr(HistoryManager, "bulk_history_create", fail)
+
+
+def test_a_database_error_on_the_third_row_imports_nothing(patient, monkeypatch):
+    # Labs are written row by row: the third row's refusal is reported against its line.
+    _fail_on(monkeypatch, LabResult, 3, DatabaseError("injected failure"))
+
+    report = run_csv_import("labs", _labs(5).encode())
 
     assert not report.ok
     assert [str(p) for p in report.problems] == [
         "row 4, column -: value '': refused by the database: injected failure"
     ]
     assert not report.written
+    assert LabResult.objects.count() == 0
+    assert LabResult.history.count() == 0
+
+
+def test_a_database_error_in_the_batched_level_insert_imports_nothing(patient, monkeypatch):
+    _fail_history_insert(monkeypatch, DatabaseError("injected failure"))
+
+    report = run_csv_import("levels", _levels(5).encode())
+
+    assert not report.ok
+    assert [str(p) for p in report.problems] == ["file: refused by the database: injected failure"]
+    assert not report.written
     assert TroughLevel.objects.count() == 0
     assert TroughLevel.history.count() == 0
 
 
-def test_a_crash_on_the_third_row_imports_nothing(patient, monkeypatch):
-    _fail_on(monkeypatch, TroughLevel, 3, RuntimeError("a bug"))
+def test_a_crash_in_the_batched_level_insert_imports_nothing(patient, monkeypatch):
+    _fail_history_insert(monkeypatch, RuntimeError("a bug"))
 
     with pytest.raises(RuntimeError):
         run_csv_import("levels", _levels(5).encode())
@@ -293,7 +323,7 @@ def test_a_crash_on_the_third_row_imports_nothing(patient, monkeypatch):
 
 
 def test_the_import_command_failing_halfway_imports_nothing(patient, monkeypatch, tmp_path):
-    _fail_on(monkeypatch, TroughLevel, 3, DatabaseError("injected failure"))
+    _fail_history_insert(monkeypatch, DatabaseError("injected failure"))
     path = tmp_path / "levels.csv"
     path.write_text(_levels(5))
 
@@ -305,17 +335,16 @@ def test_the_import_command_failing_halfway_imports_nothing(patient, monkeypatch
 
 
 def test_a_constraint_violation_mid_file_imports_nothing(patient, monkeypatch):
-    # Make the importer blind to the row it has just written, so that the second copy of a
-    # result reaches the database: the new constraint refuses it, the runner reports it,
-    # and the first copy is rolled back with the rest.
-    monkeypatch.setattr(kinds.LevelImporter, "_existing", staticmethod(lambda *a: None))
+    # Make the importer blind to the rows before it, so that the second copy of a result
+    # reaches the database: the constraint refuses the batch, the runner reports it, and
+    # the first copy is rolled back with the rest.
+    monkeypatch.setattr(kinds.LevelImporter, "_find", lambda *a: None)
     rows = _levels(3, accession=False).splitlines()
     data = "\n".join(rows + [rows[2]]) + "\n"
 
     report = run_csv_import("levels", data.encode())
 
     assert not report.ok
-    assert report.problems[0].row == 5
     assert "refused by the database" in report.problems[0].message
     assert TroughLevel.objects.count() == 0
 
@@ -386,6 +415,16 @@ def test_two_identical_imports_at_the_same_moment_create_no_duplicate(case, monk
         return original(record, values, ctx)
 
     monkeypatch.setattr(kinds, "_save_changes", racing)
+    # A CSV file's new levels wait for one batched insert: hold that one too.
+    original_new = kinds._save_new
+
+    def racing_new(model, records, ctx):
+        if not getattr(waited, "done", False):
+            waited.done = True
+            barrier.wait()
+        return original_new(model, records, ctx)
+
+    monkeypatch.setattr(kinds, "_save_new", racing_new)
     reports: list = [None, None]
 
     def run(i):
