@@ -60,9 +60,18 @@ clean: ## Remove caches, collected static files and test output (keeps .venv and
 	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 # bench/ is also a directory: without .PHONY make would call the target up to date.
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-load
+BENCH_STAMP := .venv/.stamp-bench
+
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PYTHON) -m pip install -r requirements-bench.txt
+	@touch $(BENCH_STAMP)
+
 bench: venv ## Benchmarks on SQLite and PostgreSQL at 50/500/5,000 patients; writes docs/performance.md
 	$(PYTHON) -m bench.run
 
 bench-quick: venv ## Quick benchmark look: 50 and 500 patients on SQLite, table printed only
 	$(PYTHON) -m bench.run --quick
+
+bench-load: $(BENCH_STAMP) ## Load test: gunicorn (4 workers) on PostgreSQL, 50 locust users for 60 s; writes docs/performance.md
+	$(PYTHON) -m bench.load

@@ -444,7 +444,7 @@ def _run_worker(
         command.append("--no-tracemalloc")
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, cwd=ROOT, env=env, timeout=args.timeout, check=False)  # noqa: S603
+        done = subprocess.run(command, cwd=ROOT, env=env, timeout=args.timeout, check=False)
     except subprocess.TimeoutExpired:
         log(f"[{database} {size}] timed out after {args.timeout} s")
         return None

@@ -200,3 +200,17 @@ def test_check_deploy_is_clean_in_production_mode():
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
     assert "WARNING" not in result.stderr
+
+
+def test_pages_are_compressed_for_clients_that_accept_gzip(client_for):
+    import gzip
+
+    client = client_for("clinician")
+    plain = client.get("/")
+    packed = client.get("/", headers={"accept-encoding": "gzip"})
+    assert plain.status_code == packed.status_code == 200
+    assert "Content-Encoding" not in plain.headers
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in packed.headers["Vary"]
+    body = gzip.decompress(packed.content)
+    assert body.rstrip().endswith(b"</html>") and len(packed.content) < len(body) * 0.7
