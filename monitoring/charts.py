@@ -290,9 +290,11 @@ def _axis_bounds(
 # --- the figure -----------------------------------------------------------------------------
 
 
-
 def _scatter(**spec) -> go.Scatter:
+    """A trace built without plotly's per-property validation, the slow part of a figure with
+    hundreds of points; tests validate every finished figure against plotly's schema."""
     return go.Scatter(_validate=False, **spec)
+
 
 class Overlays:
     """Annotations and shapes gathered while a figure is built, then set on it at once.
