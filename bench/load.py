@@ -76,7 +76,9 @@ def _prepare(env: dict[str, str], patients: int) -> list[int]:
     log("migrate")
     _manage(env, "migrate", "--no-input")
     log(f"seed_synthetic --patients {patients}")
-    log("  " + _manage(env, "seed_synthetic", "--patients", str(patients), "--seed", "7"))
+    log(
+        "  " + _manage(env, "seed_synthetic", "--patients", str(patients), "--seed", "7", "--force")
+    )
     log("collectstatic")
     _manage(env, "collectstatic", "--no-input")
     script = (
