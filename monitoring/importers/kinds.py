@@ -92,12 +92,16 @@ def _stamp(record, ctx: Context) -> None:
         record._history_user = ctx.user
 
 
+def _fill_new(record, values: dict, ctx: Context) -> None:
+    for key, value in values.items():
+        setattr(record, key, value)
+    _stamp(record, ctx)
+
+
 def _save_changes(record, values: dict, ctx: Context) -> str:
     """Create, update or leave a record, and say which."""
     if record.pk is None:
-        for key, value in values.items():
-            setattr(record, key, value)
-        _stamp(record, ctx)
+        _fill_new(record, values, ctx)
         record.save()
         return CREATED
     changed = {k: v for k, v in values.items() if getattr(record, k) != v}
@@ -285,6 +289,16 @@ class LevelImporter(Importer):
             return (patient_pk, accession)
         return (patient_pk, "", collected_at.astimezone(UTC), comparator, value)
 
+    @classmethod
+    def _record_key(cls, record: TroughLevel) -> tuple:
+        return cls._key(
+            record.patient_id,
+            record.accession,
+            record.collected_at,
+            record.comparator,
+            record.value_ng_ml,
+        )
+
     def _stored_keys(self, patient: Patient) -> dict:
         if patient.pk not in self._stored:
             keys: dict[tuple, list[tuple[int, str]]] = {}
@@ -305,15 +319,8 @@ class LevelImporter(Importer):
         with transaction.atomic():
             _save_new(TroughLevel, pending, self.ctx)
         for record in pending:
-            key = self._key(
-                record.patient_id,
-                record.accession,
-                record.collected_at,
-                record.comparator,
-                record.value_ng_ml,
-            )
             if record.patient_id in self._stored:
-                self._stored[record.patient_id].setdefault(key, []).append(
+                self._stored[record.patient_id].setdefault(self._record_key(record), []).append(
                     (record.pk, record.reported_unit)
                 )
 
@@ -399,15 +406,9 @@ class LevelImporter(Importer):
         record = existing or TroughLevel(patient=patient, accession=accession)
         self.ctx.affected.add(patient.pk)
         if existing is None and self.ctx.bulk:
-            for key, value in values.items():
-                setattr(record, key, value)
-            _stamp(record, self.ctx)
+            _fill_new(record, values, self.ctx)
             self._pending.append(record)
-            self._pending_keys.add(
-                self._key(
-                    patient.pk, accession, collected_at, record.comparator, record.value_ng_ml
-                )
-            )
+            self._pending_keys.add(self._record_key(record))
             return CREATED, patient.mrn
         # Bulk mode runs without a per-row savepoint: a refusal must spoil this row only.
         with transaction.atomic():
