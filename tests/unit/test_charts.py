@@ -463,6 +463,22 @@ def test_egfr_is_shown_when_no_creatinine_is_recorded():
     assert egfr["y"] == [84.9] and egfr["yaxis"] == "y3"
 
 
+def test_each_figure_starts_from_its_own_copy_of_the_shared_layout():
+    # The layout is built once per unit and copied: a lab title, band or unit set on one
+    # patient's figure must not show on the next patient's.
+    creatinine = [
+        LabResult(collected_at=at("2025-01-05"), test="creatinine", value=D("1"), unit="mg/dL")
+    ]
+    first = charts.trough_figure(assess([level("2025-01-10")], labs=creatinine))
+    first.layout["yaxis"]["title"]["text"] = "changed by the first figure"
+    second = figure(assess([level("2025-01-10")]))
+    assert "title" not in second["layout"]["yaxis3"]
+    assert second["layout"]["yaxis"]["title"]["text"] == "Trough (ng/mL)"
+    assert figure(assess([level("2025-01-10")]), unit="nmol/L")["layout"]["meta"] == {
+        "unit": "nmol/L"
+    }
+
+
 def test_lab_panel_is_present_even_without_labs():
     fig = figure(assess([level("2025-01-10")]))
     assert "yaxis3" in fig["layout"]
