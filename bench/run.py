@@ -333,10 +333,10 @@ def worker(args: argparse.Namespace) -> int:
         flag_seconds = []
         original = runner.patients_reassess
 
-        def timed_reassess(patients):
+        def timed_reassess(patients, **options):
             began = time.perf_counter()
             try:
-                return original(patients)
+                return original(patients, **options)
             finally:
                 flag_seconds.append(time.perf_counter() - began)
 

@@ -151,6 +151,10 @@ def active_on(drug: ConcomitantDrug, day: date) -> bool:
     return drug.started_on <= day and (drug.stopped_on is None or drug.stopped_on > day)
 
 
+# The lab tests the rules read (kidney_baseline); the others are shown, never judged.
+RULE_LAB_TESTS = (LabTest.CREATININE, LabTest.EGFR)
+
+
 def creatinine_values(labs: Sequence[LabResult]) -> list[tuple[datetime, Decimal]]:
     values = []
     for lab in labs:

@@ -654,7 +654,7 @@ def level_overdue(
     for event in change_events:
         if now - event <= window:
             continue  # still inside the window: not overdue yet
-        if not any(t > event for t in trough_times):
+        if not latest > event:  # no trough after the change (the latest is the last chance)
             return True
     return False
 

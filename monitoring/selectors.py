@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from datetime import datetime
 
 from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.db.models.functions import Length, Replace
 
-from .assessment import PatientRecords
+from .assessment import RULE_LAB_TESTS, PatientRecords
 from .models import ConcomitantDrug, LabResult, Patient, Regimen, TargetAssignment, TroughLevel
 
 
@@ -19,15 +20,62 @@ def _group(queryset: QuerySet, ids: list[int]) -> dict[int, list]:
     return grouped
 
 
-def patient_records(patients: Iterable[Patient]) -> list[PatientRecords]:
-    """Every record the rules need for these patients: six queries whatever their number."""
+# What re-judging reads of a trough: the rules' inputs and the stored flags it compares
+# with (services.COMPUTED_LEVEL_FIELDS). Labs: only those the rules read (kidney_baseline).
+LEVEL_RULE_INPUTS = (
+    "patient_id",
+    "collected_at",
+    "last_dose_at",
+    "value_ng_ml",
+    "comparator",
+    "status",
+)
+
+
+# Ids per ``IN (...)`` lookup: under SQLite's historical limit of 999 parameters.
+LOOKUP_CHUNK = 900
+
+
+def in_chunks(items: Sequence, size: int = LOOKUP_CHUNK) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def patient_records(
+    patients: Iterable[Patient],
+    *,
+    level_fields: Sequence[str] = (),
+    levels_since: datetime | None = None,
+    level_pks: Collection[int] = (),
+) -> list[PatientRecords]:
+    """Every record the rules need for these patients: six queries whatever their number.
+
+    With ``level_fields`` (re-judging thousands of patients after an import) troughs are
+    loaded with those fields only and labs with the tests the rules read: the records are
+    then for the rules, not for display (another field of a trough would cost a query).
+    With ``levels_since`` only the troughs collected after it are loaded, and those of
+    ``level_pks`` (one more query per 900 of them that are older)."""
     patients = list(patients)
     ids = [p.pk for p in patients]
     targets = _group(TargetAssignment.objects.select_related("profile"), ids)
     regimens = _group(Regimen.objects.all(), ids)
-    levels = _group(TroughLevel.objects.all(), ids)
+    levels_query = TroughLevel.objects.all()
+    labs_query = LabResult.objects.all()
+    if level_fields:
+        levels_query = levels_query.only(*level_fields)
+        labs_query = labs_query.filter(test__in=RULE_LAB_TESTS).only(
+            "patient_id", "test", "value", "unit", "collected_at", "status"
+        )
+    if levels_since is None:
+        levels = _group(levels_query, ids)
+    else:
+        levels = _group(levels_query.filter(collected_at__gt=levels_since), ids)
+        loaded = {level.pk for group in levels.values() for level in group}
+        for chunk in in_chunks(sorted(set(level_pks) - loaded)):
+            for level in levels_query.filter(pk__in=chunk):
+                levels[level.patient_id].append(level)
     drugs = _group(ConcomitantDrug.objects.select_related("catalog"), ids)
-    labs = _group(LabResult.objects.all(), ids)
+    labs = _group(labs_query, ids)
     return [
         PatientRecords(
             patient=p,

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from . import config, rules, validation
-from .assessment import PatientAssessment, assess_patient, compute_metrics, target_from_assignment
+from .assessment import (
+    PatientAssessment,
+    assess_patient,
+    compute_metrics,
+    end_of_day,
+    target_from_assignment,
+)
 from .models import (
     ConcomitantDrug,
     LabResult,
@@ -21,7 +27,7 @@ from .models import (
     Source,
     TroughLevel,
 )
-from .selectors import patient_record, patient_records
+from .selectors import LEVEL_RULE_INPUTS, patient_record, patient_records
 
 COMPUTED_LEVEL_FIELDS = [
     "target_low",
@@ -35,22 +41,46 @@ COMPUTED_LEVEL_FIELDS = [
 
 
 def patients_assess(
-    patients: Iterable[Patient], *, as_of: date | None = None
+    patients: Iterable[Patient],
+    *,
+    as_of: date | None = None,
+    thresholds: rules.Thresholds | None = None,
+    **selection,
 ) -> list[PatientAssessment]:
-    """Judge patients without writing anything (pages, exports)."""
-    thresholds = config.load_thresholds()
+    """Judge patients without writing anything (pages, exports). ``selection``: which
+    records to load (``selectors.patient_records``)."""
+    thresholds = thresholds or config.load_thresholds()
     default = config.default_target()
     return [
         assess_patient(r, default_target=default, thresholds=thresholds, as_of=as_of)
-        for r in patient_records(patients)
+        for r in patient_records(patients, **selection)
     ]
 
 
-def patients_reassess(patients: Iterable[Patient]) -> list[PatientAssessment]:
+def patients_reassess(
+    patients: Iterable[Patient], *, troughs: Collection[int] | None = None
+) -> list[PatientAssessment]:
     """Recompute and store every level's flags and each patient's alert summary. Called
-    after any write that can change a verdict (a level, regimen, target, drug or lab)."""
+    after any write that can change a verdict (a level, regimen, target, drug or lab).
+    The results carry the records loaded for the rules only (``patient_records``).
+
+    ``troughs``: when only troughs were written (a levels import), the ids of those added
+    or changed. A trough's flags depend on the patient's regimens, targets and drugs, never
+    on the other troughs, so the others keep theirs; the summary reads only the troughs of
+    the metrics window and the latest one that counts, which is the stored
+    ``latest_level`` unless one of ``troughs`` replaced it (every earlier write kept it
+    current). So these are all that is loaded and judged: the cost follows the file, not the
+    patients' years of history, and the stored result is the same as re-judging everything
+    (tests compare the two)."""
     patients = list(patients)
-    results = patients_assess(patients)
+    thresholds = config.load_thresholds()
+    as_of = timezone.localdate()
+    selection: dict = {"level_fields": [*LEVEL_RULE_INPUTS, *COMPUTED_LEVEL_FIELDS]}
+    if troughs is not None:
+        window_start = end_of_day(as_of) - timedelta(days=thresholds.metrics_window_days)
+        latest = {p.latest_level_id for p in patients if p.latest_level_id is not None}
+        selection.update(levels_since=window_start, level_pks={*troughs, *latest})
+    results = patients_assess(patients, as_of=as_of, thresholds=thresholds, **selection)
     changed_levels = []
     for result in results:
         for a in result.levels:
@@ -74,7 +104,7 @@ def patients_reassess(patients: Iterable[Patient]) -> list[PatientAssessment]:
         patient.alert_codes = ";".join(result.alerts)
         patient.warning_count = result.warning_count
         patient.latest_level = result.latest.level if result.latest else None
-        patient.assessed_on = timezone.localdate()
+        patient.assessed_on = as_of
     with transaction.atomic():
         _update_each(TroughLevel, changed_levels, COMPUTED_LEVEL_FIELDS)
         _update_each(

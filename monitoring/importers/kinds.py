@@ -36,6 +36,7 @@ from ..models import (
     TargetProfile,
     TroughLevel,
 )
+from ..selectors import in_chunks
 
 CREATED, UPDATED, UNCHANGED, ERROR = "created", "updated", "unchanged", "error"
 
@@ -143,8 +144,17 @@ class Importer:
         """Validate and write one row; return (action, mrn)."""
         raise NotImplementedError
 
+    def prepare(self, rows: Sequence[dict[str, str]]) -> None:
+        """Look up, before the first row, what the rows will need (bulk mode); nothing by
+        default."""
+
     def finish(self) -> None:
         """Write what the rows left waiting (bulk mode); nothing by default."""
+
+    def changed_troughs(self) -> list[int] | None:
+        """After ``finish``: when the rows wrote troughs only, their ids, so that only
+        those are judged again (``services.patients_reassess``); None: re-judge all."""
+        return None
 
 
 class PatientImporter(Importer):
@@ -280,8 +290,14 @@ class LevelImporter(Importer):
         # Bulk mode: per patient, the stored results' keys (looked up once), and the new
         # results waiting for ``finish`` with their keys.
         self._stored: dict[int, dict] = {}
+        # The stored results a row matched, fetched whole once per patient on the first match.
+        self._matched: dict[int, dict[int, TroughLevel]] = {}
         self._pending: list[TroughLevel] = []
         self._pending_keys: set[tuple] = set()
+        self._changed: list[TroughLevel] = []
+
+    def changed_troughs(self):
+        return [record.pk for record in self._changed]
 
     @staticmethod
     def _key(patient_pk: int, accession: str, collected_at, comparator: str, value) -> tuple:
@@ -299,17 +315,56 @@ class LevelImporter(Importer):
             record.value_ng_ml,
         )
 
+    def prepare(self, rows):
+        """Bulk mode: the file's patients, and their stored results' keys, in a few queries
+        for the whole file instead of two per patient."""
+        if not self.ctx.bulk:
+            return
+        mrns = set()
+        for row in rows:
+            try:
+                mrns.add(validation.mrn(row.get("mrn")))
+            except rules.RuleError:
+                continue  # reported against its row
+        mrns -= self.ctx.patients.keys()
+        for chunk in in_chunks(sorted(mrns)):
+            for patient in Patient.objects.filter(mrn__in=chunk):
+                self.ctx.patients[patient.mrn] = patient
+        self._load_stored_keys([p.pk for p in self.ctx.patients.values()])
+
+    def _load_stored_keys(self, patient_pks: list[int]) -> None:
+        for chunk in in_chunks([pk for pk in patient_pks if pk not in self._stored]):
+            for pk in chunk:
+                self._stored[pk] = {}
+            rows = TroughLevel.objects.filter(patient_id__in=chunk).values_list(
+                "pk",
+                "patient_id",
+                "accession",
+                "collected_at",
+                "comparator",
+                "value_ng_ml",
+                "reported_unit",
+            )
+            for pk, patient_pk, accession, collected_at, comparator, value, unit in rows:
+                key = self._key(patient_pk, accession, collected_at, comparator, value)
+                self._stored[patient_pk].setdefault(key, []).append((pk, unit))
+
     def _stored_keys(self, patient: Patient) -> dict:
         if patient.pk not in self._stored:
-            keys: dict[tuple, list[tuple[int, str]]] = {}
-            rows = TroughLevel.objects.filter(patient=patient).values_list(
-                "pk", "accession", "collected_at", "comparator", "value_ng_ml", "reported_unit"
-            )
-            for pk, accession, collected_at, comparator, value, unit in rows:
-                key = self._key(patient.pk, accession, collected_at, comparator, value)
-                keys.setdefault(key, []).append((pk, unit))
-            self._stored[patient.pk] = keys
+            self._load_stored_keys([patient.pk])
         return self._stored[patient.pk]
+
+    def _stored_level(self, patient: Patient, pk: int) -> TroughLevel:
+        """A stored result a row matched: a re-imported file matches most of its patients'
+        results, so they are fetched together, one query per patient."""
+        if patient.pk not in self._matched:
+            self._matched[patient.pk] = {
+                r.pk: r for r in TroughLevel.objects.filter(patient=patient)
+            }
+        found = self._matched[patient.pk].get(pk)
+        if found is None:  # inserted by this file after the patient's results were fetched
+            found = self._matched[patient.pk][pk] = TroughLevel.objects.get(pk=pk)
+        return found
 
     def finish(self) -> None:
         if not self._pending:
@@ -409,10 +464,13 @@ class LevelImporter(Importer):
             _fill_new(record, values, self.ctx)
             self._pending.append(record)
             self._pending_keys.add(self._record_key(record))
+            self._changed.append(record)
             return CREATED, patient.mrn
         # Bulk mode runs without a per-row savepoint: a refusal must spoil this row only.
         with transaction.atomic():
             action = _save_changes(record, values, self.ctx)
+        if action != UNCHANGED:
+            self._changed.append(record)
         return action, patient.mrn
 
     @staticmethod
@@ -457,7 +515,7 @@ class LevelImporter(Importer):
             self.finish()  # the same result twice in one file: judge it against the first
         for pk, unit in self._stored_keys(patient).get(key, []):
             if accession or rules.normalise_unit(unit) == level.unit:
-                return TroughLevel.objects.get(pk=pk)
+                return self._stored_level(patient, pk)
         return None
 
     @staticmethod

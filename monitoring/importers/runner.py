@@ -86,6 +86,7 @@ def run_csv_import(
     importer = importer_class(ctx)
     try:
         with transaction.atomic():
+            importer.prepare([row for _line, row in table.rows])
             for line, row in table.rows:
                 result = RowResult(line, ERROR, row.get("mrn", ""), row)
                 try:
@@ -111,7 +112,9 @@ def run_csv_import(
                 # the batch, and this file writes nothing.
                 report.problems.append(Problem(0, "-", "", f"refused by the database: {exc}"))
                 raise _Rollback from exc
-            patients_reassess(Patient.objects.filter(pk__in=ctx.affected))
+            patients_reassess(
+                Patient.objects.filter(pk__in=ctx.affected), troughs=importer.changed_troughs()
+            )
             report.written = True
     except _Rollback:
         pass

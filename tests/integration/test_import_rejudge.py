@@ -1,0 +1,187 @@
+"""A levels import judges only the troughs it wrote and those the patient summary reads
+(services.patients_reassess with ``troughs``): what it stores must be exactly what
+re-judging every trough of every patient stores."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from monitoring import services, synthetic
+from monitoring.importers import run_csv_import
+from monitoring.models import Patient, TroughLevel
+
+pytestmark = pytest.mark.django_db
+
+LEVEL_COLUMNS = ["mrn", "collected_at", "last_dose_at", "value", "unit", "accession", "status"]
+
+
+def levels_file(rows: list[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LEVEL_COLUMNS)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def trough(mrn: str, day: date, value: str, accession: str, status: str = "") -> list[str]:
+    return [
+        mrn,
+        f"{day}T08:00",
+        f"{day - timedelta(days=1)}T20:00",
+        value,
+        "ng/mL",
+        accession,
+        status,
+    ]
+
+
+def stored_state() -> tuple[list, list]:
+    levels = sorted(TroughLevel.objects.values_list("pk", *services.COMPUTED_LEVEL_FIELDS))
+    patients = sorted(
+        Patient.objects.values_list(
+            "pk", "alert_codes", "warning_count", "latest_level_id", "assessed_on"
+        )
+    )
+    return levels, patients
+
+
+def imported(rows: list[list[str]]) -> None:
+    report = run_csv_import("levels", levels_file(rows))
+    assert report.ok and report.written, [str(p) for p in report.problems]
+
+
+def import_kind(kind: str, text: str) -> None:
+    report = run_csv_import(kind, text.encode())
+    assert report.ok and report.written, [str(p) for p in report.problems]
+
+
+@pytest.fixture
+def today() -> date:
+    today = timezone.localdate()
+    synthetic.seed(
+        synthetic.Scenario(
+            patients=8, years=3, seed=5, as_of=today, recent_share=0.25, overdue_share=0.25
+        )
+    )
+    return today
+
+
+def test_a_levels_import_stores_what_re_judging_everything_stores(today):
+    patients = list(Patient.objects.order_by("mrn"))
+    corrected = TroughLevel.objects.filter(patient=patients[0]).order_by("-collected_at")[0]
+    old = TroughLevel.objects.filter(
+        patient=patients[1], collected_at__lt=timezone.now() - timedelta(days=500)
+    ).first()
+    assert old is not None
+    rows = []
+    for i, patient in enumerate(patients):
+        # Below, in and above the band; the newest trough of most patients.
+        rows.append(trough(patient.mrn, today - timedelta(days=1 + i), "3.1", f"NEW-{i}-A"))
+        rows.append(trough(patient.mrn, today - timedelta(days=20 + i), "5.0", f"NEW-{i}-B"))
+        # Backfilled history, far older than the metrics window.
+        rows.append(trough(patient.mrn, today - timedelta(days=700 + i), "7.2", f"NEW-{i}-C"))
+    rows += [
+        trough(patients[2].mrn, today, "12.0", "NEW-P", "preliminary"),  # newest, not counted
+        [patients[3].mrn, f"{today}T07:00", "", "<2.0", "ng/mL", "NEW-CENSORED", ""],
+        # The lab corrects a stored result (inside the window) and an old one (outside it).
+        [
+            patients[0].mrn,
+            corrected.collected_at.isoformat(),
+            "",
+            "9.9",
+            "ng/mL",
+            corrected.accession,
+            "corrected",
+        ],
+        [
+            patients[1].mrn,
+            old.collected_at.isoformat(),
+            "",
+            "1.5",
+            "ng/mL",
+            old.accession,
+            "corrected",
+        ],
+    ]
+    imported(rows)
+    after_import = stored_state()
+    services.patients_reassess(Patient.objects.all())
+    assert stored_state() == after_import
+    # The import did change verdicts: the comparison above is not between two no-ops.
+    assert TroughLevel.objects.get(accession="NEW-0-A").range_flag == "below"
+    assert TroughLevel.objects.get(accession=old.accession).range_flag == "below"
+
+
+def test_a_latest_trough_older_than_the_metrics_window_stays_the_latest(today):
+    # A patient last seen two years ago: the summary's latest trough lies outside the window
+    # and comes from the stored summary, not from the troughs the import loads.
+    import_kind(
+        "patients",
+        "mrn,family_name,given_name,birth_date,sex,therapy_start\n"
+        f"OLD-1,Lost,Tess,1980-05-05,F,{today - timedelta(days=1000)}\n",
+    )
+    import_kind(
+        "regimens",
+        "mrn,effective_at,formulation,frequency,daily_dose_mg\n"
+        f"OLD-1,{today - timedelta(days=1000)}T08:00,IR,BID,4\n",
+    )
+    imported([trough("OLD-1", today - timedelta(days=700), "5.0", "OLD-A")])
+    imported(
+        [
+            trough("OLD-1", today - timedelta(days=800), "2.0", "OLD-B"),  # older still
+            trough("OLD-1", today - timedelta(days=3), "8.0", "OLD-C", "preliminary"),
+        ]
+    )
+    patient = Patient.objects.get(mrn="OLD-1")
+    assert patient.latest_level.accession == "OLD-A"
+    assert "level_overdue" in patient.alert_codes.split(";")
+    after_import = stored_state()
+    services.patients_reassess(Patient.objects.all())
+    assert stored_state() == after_import
+
+
+def test_only_the_written_troughs_and_the_recent_ones_are_judged(today):
+    patient = Patient.objects.order_by("mrn").first()
+    total = patient.levels.count()
+    [everything] = services.patients_reassess([patient])
+    [recent] = services.patients_reassess([patient], troughs=[])
+    window_start = timezone.now() - timedelta(days=365)
+    in_window = patient.levels.filter(collected_at__gt=window_start).count()
+    assert len(everything.levels) == total
+    assert in_window <= len(recent.levels) <= in_window + 1  # the stored latest besides
+    assert len(recent.levels) < total
+
+
+def test_import_queries_do_not_grow_with_rows_or_patients(today):
+    patients = list(Patient.objects.order_by("mrn"))
+
+    def queries(tag: str, chosen: list[Patient], per_patient: int) -> tuple[int, int]:
+        """(queries other than INSERT, INSERT statements) of importing that many troughs."""
+        rows = [
+            trough(p.mrn, today - timedelta(days=2 + d), "5.0", f"{tag}-{p.mrn}-{d}")
+            for p in chosen
+            for d in range(per_patient)
+        ]
+        with CaptureQueriesContext(connection) as captured:
+            imported(rows)
+        assert TroughLevel.objects.filter(accession__startswith=f"{tag}-").count() == len(rows)
+        sql = [q["sql"].lstrip().upper() for q in captured.captured_queries]
+        inserts = sum(1 for q in sql if q.startswith("INSERT"))
+        return len(sql) - inserts, inserts
+
+    one_each, inserted = queries("Q1", patients, 1)
+    assert inserted == 2  # the troughs and their history, one batch each
+    six_each, inserted = queries("Q2", patients, 6)
+    assert six_each == one_each
+    assert inserted <= 4  # batches (SQLite caps a statement at 999 parameters), not rows
+    # Fewer patients: the same queries, less one when none of them has its latest trough
+    # outside the metrics window (looked up by id, 900 at a time).
+    two_patients, _ = queries("Q3", patients[:2], 1)
+    assert one_each - 1 <= two_patients <= one_each
