@@ -58,6 +58,17 @@ class ReassessOnSaveMixin:
             services.patient_reassess(form.instance)
 
 
+class RejudgeAllOnSaveMixin:
+    """Thresholds, target profiles and the drug catalogue change verdicts of any patient: a
+    save marks every stored summary for a full re-judge (flags included), which the next
+    worklist request runs (``views.worklist.refresh_stale_summaries``) or, for thousands of
+    patients, ``manage.py refresh_summaries`` right after the change."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        services.patients_mark_for_rejudging()
+
+
 class ClinicalInline(NoDeleteMixin, admin.TabularInline):
     extra = 0
     show_change_link = True
@@ -318,12 +329,12 @@ class TargetAssignmentAdmin(ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdm
 
 
 @admin.register(TargetProfile)
-class TargetProfileAdmin(NoDeleteMixin, SimpleHistoryAdmin):
+class TargetProfileAdmin(RejudgeAllOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
     list_display = ["code", "name", "low_ng_ml", "high_ng_ml", "evidence", "active"]
 
 
 @admin.register(DrugCatalogEntry)
-class DrugCatalogAdmin(SimpleHistoryAdmin):
+class DrugCatalogAdmin(RejudgeAllOnSaveMixin, SimpleHistoryAdmin):
     list_display = [
         "name",
         "brand_names",
@@ -337,7 +348,7 @@ class DrugCatalogAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(RuleSetting)
-class RuleSettingAdmin(NoDeleteMixin, SimpleHistoryAdmin):
+class RuleSettingAdmin(RejudgeAllOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
     list_display = ["label", "value", "evidence", "source"]
     readonly_fields = ["key"]
 

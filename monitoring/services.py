@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import config, rules, validation
@@ -111,6 +112,38 @@ def patients_reassess(
             Patient, patients, ["alert_codes", "warning_count", "latest_level", "assessed_on"]
         )
     return results
+
+
+def patients_refresh_summaries(patients: Iterable[Patient]) -> None:
+    """A new day: time alone raises alerts (an overdue trough, 36 months reached, the
+    metrics window moving on), so yesterday's summaries are judged again. Stored trough
+    flags never depend on the date: only the troughs the summary reads are judged (as after
+    an import that wrote none)."""
+    patients_reassess(patients, troughs=())
+
+
+def patients_mark_for_rejudging() -> None:
+    """After a change of thresholds, target profiles or the drug catalogue: every patient's
+    flags and summary are judged again in full by the next refresh (``assessed_on`` empty,
+    as for a patient never judged)."""
+    Patient.objects.update(assessed_on=None)
+
+
+def patients_refresh(today: date, *, full: bool = False) -> tuple[int, int]:
+    """Bring stored verdicts up to date for ``today``: active patients never judged (or
+    marked by ``patients_mark_for_rejudging``) in full, those judged on an earlier day by
+    summary; with ``full`` every active patient in full. Returns (in full, by summary)."""
+    active = Patient.objects.filter(active=True)
+    if not full:
+        active = active.filter(Q(assessed_on__lt=today) | Q(assessed_on__isnull=True))
+    patients = list(active)
+    whole = [p for p in patients if full or p.assessed_on is None]
+    summary = [p for p in patients if not (full or p.assessed_on is None)]
+    if whole:
+        patients_reassess(whole)
+    if summary:
+        patients_refresh_summaries(summary)
+    return len(whole), len(summary)
 
 
 def _update_each(model, records: list, fields: list[str]) -> None:

@@ -19,7 +19,7 @@ from decimal import Decimal
 from django import forms
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -147,14 +147,9 @@ class WorklistRow:
 def refresh_stale_summaries(today: date) -> None:
     """Re-judge, in one batch, active patients whose stored summary predates today: time
     alone can raise an alert (overdue trough, 36 months reached). Once a day at most, and
-    a fixed number of queries however many patients (services.patients_reassess)."""
-    stale = list(
-        Patient.objects.filter(active=True).filter(
-            Q(assessed_on__lt=today) | Q(assessed_on__isnull=True)
-        )
-    )
-    if stale:
-        services.patients_reassess(stale)
+    a fixed number of queries however many patients (services.patients_refresh). A daily
+    ``manage.py refresh_summaries`` after midnight spares the day's first visitor the wait."""
+    services.patients_refresh(today)
 
 
 def _duration(patient: Patient, today: date, thresholds: rules.Thresholds) -> rules.Duration:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from monitoring.importers import run_csv_import
-from monitoring.models import Patient, TroughLevel
+from monitoring.models import Patient, RuleSetting, TroughLevel
 
 pytestmark = pytest.mark.django_db
 
@@ -128,3 +129,27 @@ def test_a_viewer_cannot_use_the_admin_to_change_levels(client_for, patient):
     viewer = client_for("viewer", is_staff=True)
     response = viewer.post(reverse("admin:monitoring_troughlevel_add"), level_post(patient))
     assert response.status_code == 403
+
+
+def test_changing_a_threshold_re_judges_every_patient_on_the_next_worklist(client_for, patient):
+    # The fixture's trough was drawn 24 days after the regimen started: at steady state
+    # under the default 72 h. Thresholds change verdicts of any patient, not one.
+    level = TroughLevel.objects.get(accession="ACC-1")
+    assert level.steady_state is True
+    setting = RuleSetting.objects.get(key="steady_state_hours")
+    admin_client = client_for("superuser")
+    response = admin_client.post(
+        reverse("admin:monitoring_rulesetting_change", args=[setting.pk]),
+        {
+            "value": "1000",
+            "label": setting.label,
+            "evidence": setting.evidence,
+            "source": setting.source,
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Patient.objects.get(pk=patient.pk).assessed_on is None  # marked for a full re-judge
+    assert admin_client.get(reverse("monitoring:worklist")).status_code == 200
+    level.refresh_from_db()
+    assert level.steady_state is False  # the trough's own flag, not only the summary
+    assert Patient.objects.get(pk=patient.pk).assessed_on == timezone.localdate()

@@ -1,6 +1,7 @@
-"""A levels import judges only the troughs it wrote and those the patient summary reads
-(services.patients_reassess with ``troughs``): what it stores must be exactly what
-re-judging every trough of every patient stores."""
+"""Partial re-judging: a levels import judges only the troughs it wrote and those the
+patient summary reads, and the daily refresh only the latter (services.patients_reassess
+with ``troughs``). What they store must be exactly what re-judging every trough of every
+patient stores."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import io
 from datetime import date, timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -185,3 +187,28 @@ def test_import_queries_do_not_grow_with_rows_or_patients(today):
     # outside the metrics window (looked up by id, 900 at a time).
     two_patients, _ = queries("Q3", patients[:2], 1)
     assert one_each - 1 <= two_patients <= one_each
+
+
+def test_the_daily_refresh_stores_what_re_judging_everything_stores(today):
+    # Yesterday's summaries, wrong by now; the trough flags do not depend on the date.
+    full_state = stored_state()
+    yesterday = today - timedelta(days=1)
+    Patient.objects.update(alert_codes="", warning_count=0, assessed_on=yesterday)
+    services.patients_refresh(today)
+    assert stored_state() == full_state
+
+
+def test_the_refresh_command_judges_marked_patients_in_full_and_the_rest_by_summary(today):
+    full_state = stored_state()
+    patients = list(Patient.objects.order_by("mrn"))
+    marked = patients[0]
+    TroughLevel.objects.filter(patient=marked).update(range_flag="", timing_flag="")
+    Patient.objects.filter(pk=marked.pk).update(assessed_on=None)
+    Patient.objects.exclude(pk=marked.pk).update(assessed_on=today - timedelta(days=3))
+    out = io.StringIO()
+    call_command("refresh_summaries", stdout=out)
+    assert f"1 patient(s) in full and {len(patients) - 1} by summary" in out.getvalue()
+    assert stored_state() == full_state
+    out = io.StringIO()
+    call_command("refresh_summaries", stdout=out)
+    assert "0 patient(s) in full and 0 by summary" in out.getvalue()
