@@ -11,6 +11,7 @@ one batch, the patients whose summary predates today before the list is read.
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -23,6 +24,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
@@ -126,6 +129,27 @@ class AlertBadge:
     style: str
     glyph: str
     severity_word: str
+
+    @property
+    def html(self) -> SafeString:
+        return _badge_html(self.text, self.style, self.glyph, self.severity_word)
+
+
+@functools.lru_cache(maxsize=256)
+def _badge_html(text: AlertText, style: str, glyph: str, word: str) -> SafeString:
+    """An alert's badge is the same on every row: built once per alert, not by the template
+    on each of the ~250 badges of a page (a third of the worklist's time at 5,000 patients).
+    Shape and word besides the colour; the explanation as a tooltip."""
+    return format_html(
+        '<span class="badge badge--{} alert-badge" title="{}">'
+        '<span class="alert-badge__glyph" aria-hidden="true">{}</span> '
+        '<span class="visually-hidden">{}: </span>{}</span>',
+        style,
+        text.explanation,
+        glyph,
+        word,
+        text.label,
+    )
 
 
 @dataclass(frozen=True)
