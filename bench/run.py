@@ -12,6 +12,7 @@ settings pick the database up exactly as in production) does this:
    server with BENCH_POSTGRES_URL); ``migrate``;
 2. ``seed_synthetic --patients N --years 6`` (about 60 troughs each), plus one patient with
    10 years of weekly troughs (about 500, MRN ``SYNL-000001``) for the patient page;
+   ``ANALYZE`` (planner statistics, as autovacuum keeps them in production);
 3. with the Django test client, in process, logged in as a superuser: each page requested
    twice to warm up, then ``--reps`` times (median and 95th percentile of the wall time of
    ``client.get``: middleware, view, queries and template, no network), then once more
@@ -249,6 +250,10 @@ def worker(args: argparse.Namespace) -> int:
     )
     synthetic.seed(long_scenario)
     long_patient = Patient.objects.get(mrn=long_scenario.mrn(1))
+    # Planner statistics, as autovacuum keeps them in production (it may be off here, and
+    # without them PostgreSQL plans the worklist for a table of a few hundred patients).
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
     levels_total = TroughLevel.objects.count()
     result["seed"] = {
         "seconds": seconds,
