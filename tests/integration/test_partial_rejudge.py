@@ -212,3 +212,18 @@ def test_the_refresh_command_judges_marked_patients_in_full_and_the_rest_by_summ
     out = io.StringIO()
     call_command("refresh_summaries", stdout=out)
     assert "0 patient(s) in full and 0 by summary" in out.getvalue()
+
+
+def test_stored_summaries_agree_with_the_pages_for_every_alert(settings):
+    # Re-judging loads troughs and labs narrowly (the fields and lab tests the rules read);
+    # the pages load every record. The demo patients raise every alert code, the kidney
+    # ones included: the stored summaries must say what the pages say.
+    settings.DEBUG = True  # seed_demo refuses to run otherwise
+    call_command("seed_demo", stdout=io.StringIO())
+    patients = list(Patient.objects.order_by("pk"))
+    services.patients_reassess(patients)
+    stored = {p.pk: p.alert_codes for p in Patient.objects.order_by("pk")}
+    shown = {a.records.patient.pk: ";".join(a.alerts) for a in services.patients_assess(patients)}
+    assert stored == shown
+    codes = {code for text in stored.values() for code in text.split(";")}
+    assert {"pre_existing_ckd", "nephrotoxicity_watch"} <= codes
