@@ -72,16 +72,24 @@ def patients_reassess(
     ``latest_level`` unless one of ``troughs`` replaced it (every earlier write kept it
     current). So these are all that is loaded and judged: the cost follows the file, not the
     patients' years of history, and the stored result is the same as re-judging everything
-    (tests compare the two)."""
+    (tests compare the two). A patient whose summary is marked (``assessed_on`` empty) is
+    judged in full all the same."""
     patients = list(patients)
     thresholds = config.load_thresholds()
     as_of = timezone.localdate()
     selection: dict = {"level_fields": [*LEVEL_RULE_INPUTS, *COMPUTED_LEVEL_FIELDS]}
-    if troughs is not None:
+    if troughs is None:
+        results = patients_assess(patients, as_of=as_of, thresholds=thresholds, **selection)
+    else:
+        # Never judged, or marked after a change of thresholds (patients_mark_for_rejudging):
+        # their stored flags are not to be trusted, so they are judged in full.
+        whole = [p for p in patients if p.assessed_on is None]
+        partial = [p for p in patients if p.assessed_on is not None]
+        results = patients_assess(whole, as_of=as_of, thresholds=thresholds, **selection)
         window_start = end_of_day(as_of) - timedelta(days=thresholds.metrics_window_days)
-        latest = {p.latest_level_id for p in patients if p.latest_level_id is not None}
+        latest = {p.latest_level_id for p in partial if p.latest_level_id is not None}
         selection.update(levels_since=window_start, level_pks={*troughs, *latest})
-    results = patients_assess(patients, as_of=as_of, thresholds=thresholds, **selection)
+        results += patients_assess(partial, as_of=as_of, thresholds=thresholds, **selection)
     changed_levels = []
     for result in results:
         for a in result.levels:

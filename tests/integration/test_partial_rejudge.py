@@ -227,3 +227,19 @@ def test_stored_summaries_agree_with_the_pages_for_every_alert(settings):
     assert stored == shown
     codes = {code for text in stored.values() for code in text.split(";")}
     assert {"pre_existing_ckd", "nephrotoxicity_watch"} <= codes
+
+
+def test_an_import_judges_a_patient_marked_for_re_judging_in_full(today):
+    # A threshold edit marks every patient (assessed_on empty); an import that comes before
+    # the refresh must not leave the marked patient's older troughs with stale flags.
+    full_state = stored_state()
+    patient = Patient.objects.order_by("mrn").first()
+    TroughLevel.objects.filter(patient=patient).update(range_flag="", timing_flag="")
+    services.patients_mark_for_rejudging()
+    imported([trough(patient.mrn, today - timedelta(days=1), "5.0", "MARKED-1")])
+    assert not TroughLevel.objects.filter(patient=patient, range_flag="").exists()
+    others = Patient.objects.exclude(pk=patient.pk)
+    assert not others.exclude(assessed_on=None).exists()  # still marked for the refresh
+    services.patients_refresh(today)
+    before = {row[0] for row in full_state[0]}
+    assert [row for row in stored_state()[0] if row[0] in before] == full_state[0]
