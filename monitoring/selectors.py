@@ -6,11 +6,31 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
-from django.db.models.functions import Length, Replace
+from django.db.models import (
+    Case,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import Length, Rank, Replace
 
 from .assessment import RULE_LAB_TESTS, PatientRecords
-from .models import ConcomitantDrug, LabResult, Patient, Regimen, TargetAssignment, TroughLevel
+from .models import (
+    ConcomitantDrug,
+    LabResult,
+    LabTest,
+    Patient,
+    RecordStatus,
+    Regimen,
+    TargetAssignment,
+    TroughLevel,
+)
 
 
 def _group(queryset: QuerySet, ids: list[int]) -> dict[int, list]:
@@ -47,25 +67,23 @@ def patient_records(
     level_fields: Sequence[str] = (),
     levels_since: datetime | None = None,
     level_pks: Collection[int] = (),
+    rule_labs_until: datetime | None = None,
 ) -> list[PatientRecords]:
     """Every record the rules need for these patients: six queries whatever their number.
 
-    With ``level_fields`` (re-judging thousands of patients after an import) troughs are
-    loaded with those fields only and labs with the tests the rules read: the records are
-    then for the rules, not for display (another field of a trough would cost a query).
-    With ``levels_since`` only the troughs collected after it are loaded, and those of
-    ``level_pks`` (one more query per 900 of them that are older)."""
+    For re-judging thousands of patients (an import, the daily refresh) the records can be
+    narrowed to what the rules read; they are then for the rules, not for display:
+    ``level_fields``: troughs with those fields only (another field would cost a query);
+    ``levels_since``: only the troughs collected after it, and those of ``level_pks`` (one
+    more query per 900 of them that are older); ``rule_labs_until``: only the labs the
+    kidney rules read as of that instant (``rule_labs``)."""
     patients = list(patients)
     ids = [p.pk for p in patients]
     targets = _group(TargetAssignment.objects.select_related("profile"), ids)
     regimens = _group(Regimen.objects.all(), ids)
     levels_query = TroughLevel.objects.all()
-    labs_query = LabResult.objects.all()
     if level_fields:
         levels_query = levels_query.only(*level_fields)
-        labs_query = labs_query.filter(test__in=RULE_LAB_TESTS).only(
-            "patient_id", "test", "value", "unit", "collected_at", "status"
-        )
     if levels_since is None:
         levels = _group(levels_query, ids)
     else:
@@ -75,7 +93,10 @@ def patient_records(
             for level in levels_query.filter(pk__in=chunk):
                 levels[level.patient_id].append(level)
     drugs = _group(ConcomitantDrug.objects.select_related("catalog"), ids)
-    labs = _group(labs_query, ids)
+    if rule_labs_until is None:
+        labs = _group(LabResult.objects.all(), ids)
+    else:
+        labs = rule_labs(ids, rule_labs_until)
     return [
         PatientRecords(
             patient=p,
@@ -87,6 +108,34 @@ def patient_records(
         )
         for p in patients
     ]
+
+
+def rule_labs(ids: list[int], until: datetime) -> dict[int, list[LabResult]]:
+    """The labs ``assessment.kidney_baseline`` reads, up to ``until``: creatinine and eGFR
+    drawn before tacrolimus first started (the baseline), and the latest creatinine (ties
+    included); not the years of monitoring results in between. Two queries."""
+    active = (
+        LabResult.objects.filter(
+            status=RecordStatus.ACTIVE, test__in=RULE_LAB_TESTS, collected_at__lte=until
+        )
+        .only("patient_id", "test", "value", "unit", "collected_at", "status")
+        .order_by()  # the rules sort them; the default order would join the patients
+    )
+    first_start = (
+        Regimen.objects.filter(
+            patient_id=OuterRef("patient_id"), status=RecordStatus.ACTIVE, daily_dose_mg__gt=0
+        )
+        .order_by("effective_at")
+        .values("effective_at")[:1]
+    )
+    baseline = _group(active.filter(collected_at__lt=Subquery(first_start)), ids)
+    newest = active.filter(test=LabTest.CREATININE).annotate(
+        rank=Window(Rank(), partition_by=F("patient_id"), order_by=F("collected_at").desc())
+    )
+    for lab in newest.filter(patient_id__in=ids, rank=1):
+        if all(lab.pk != other.pk for other in baseline[lab.patient_id]):
+            baseline[lab.patient_id].append(lab)
+    return baseline
 
 
 def patient_record(patient: Patient) -> PatientRecords:

@@ -77,7 +77,10 @@ def patients_reassess(
     patients = list(patients)
     thresholds = config.load_thresholds()
     as_of = timezone.localdate()
-    selection: dict = {"level_fields": [*LEVEL_RULE_INPUTS, *COMPUTED_LEVEL_FIELDS]}
+    selection: dict = {
+        "level_fields": [*LEVEL_RULE_INPUTS, *COMPUTED_LEVEL_FIELDS],
+        "rule_labs_until": end_of_day(as_of),
+    }
     if troughs is None:
         results = patients_assess(patients, as_of=as_of, thresholds=thresholds, **selection)
     else:

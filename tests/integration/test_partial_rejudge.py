@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
@@ -15,9 +16,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from monitoring import services, synthetic
+from monitoring import selectors, services, synthetic
+from monitoring.assessment import end_of_day, kidney_baseline
 from monitoring.importers import run_csv_import
-from monitoring.models import Patient, TroughLevel
+from monitoring.models import LabResult, Patient, Regimen, TroughLevel
 
 pytestmark = pytest.mark.django_db
 
@@ -243,3 +245,57 @@ def test_an_import_judges_a_patient_marked_for_re_judging_in_full(today):
     services.patients_refresh(today)
     before = {row[0] for row in full_state[0]}
     assert [row for row in stored_state()[0] if row[0] in before] == full_state[0]
+
+
+def lab(patient, at: datetime, test: str, value: str, unit: str, status: str = "active"):
+    return LabResult.objects.create(
+        patient=patient, collected_at=at, test=test, value=Decimal(value), unit=unit, status=status
+    )
+
+
+@pytest.mark.parametrize("first_dose", ["0", "3"])
+def test_the_narrow_lab_load_gives_the_kidney_baseline_of_every_lab(first_dose):
+    # Re-judging loads only the baseline labs and the latest creatinine (selectors.rule_labs);
+    # kidney_baseline must come out as from every lab: a zero-dose regimen before the start,
+    # creatinine in two units, a later lab entered in error, a lab dated after "now" and
+    # monitoring results in between.
+    now = end_of_day(timezone.localdate())
+    patient = Patient.objects.create(
+        mrn="KID-1", family_name="Ren", given_name="Al", birth_date=date(1980, 1, 1), sex="F"
+    )
+    start = now - timedelta(days=400)
+    Regimen.objects.create(
+        patient=patient,
+        effective_at=start - timedelta(days=30),
+        formulation="IR",
+        frequency="BID",
+        daily_dose_mg=Decimal(first_dose),
+    )
+    Regimen.objects.create(
+        patient=patient, effective_at=start, formulation="IR", frequency="BID", daily_dose_mg=4
+    )
+    lab(patient, start - timedelta(days=90), "creatinine", "0.8", "mg/dL")
+    lab(patient, start - timedelta(days=10), "creatinine", "0.9", "mg/dL")
+    lab(patient, start - timedelta(days=5), "egfr", "55", "mL/min/1.73m2")
+    for day in range(20, 300, 20):
+        lab(patient, start + timedelta(days=day), "creatinine", "1.0", "mg/dL")
+    latest = now - timedelta(days=3)
+    lab(patient, latest, "creatinine", "1.3", "mg/dL")
+    lab(patient, latest - timedelta(hours=2), "creatinine", "99", "umol/L")
+    lab(patient, latest + timedelta(hours=1), "creatinine", "4.0", "mg/dL", "entered_in_error")
+    LabResult.objects.filter(pk=lab(patient, now, "creatinine", "5.0", "mg/dL").pk).update(
+        collected_at=now + timedelta(days=2)
+    )
+    regimens = sorted(
+        Regimen.objects.filter(patient=patient, status="active"), key=lambda r: r.effective_at
+    )
+    every = [
+        x
+        for x in LabResult.objects.filter(patient=patient)
+        if x.status == "active" and x.collected_at <= now
+    ]
+    narrow = selectors.rule_labs([patient.pk], now)[patient.pk]
+    assert len(narrow) < len(every)
+    expected = kidney_baseline(patient, regimens, every)
+    assert expected[0] is not None and expected[1] is not None
+    assert kidney_baseline(patient, regimens, narrow) == expected
