@@ -316,38 +316,66 @@ class LevelImporter(Importer):
         )
 
     def prepare(self, rows):
-        """Bulk mode: the file's patients, and their stored results' keys, in a few queries
-        for the whole file instead of two per patient."""
+        """Bulk mode: the file's patients, and the keys of the stored results its rows can
+        meet (those with the file's accessions, and those without an accession), in a few
+        queries for the whole file instead of two per patient and without reading the rest
+        of the patients' history."""
         if not self.ctx.bulk:
             return
-        mrns = set()
+        accessions: dict[str, set[str]] = {}
         for row in rows:
             try:
-                mrns.add(validation.mrn(row.get("mrn")))
+                mrn = validation.mrn(row.get("mrn"))
             except rules.RuleError:
                 continue  # reported against its row
-        mrns -= self.ctx.patients.keys()
-        for chunk in in_chunks(sorted(mrns)):
+            accessions.setdefault(mrn, set()).add((row.get("accession") or "").strip())
+        missing = sorted(accessions.keys() - self.ctx.patients.keys())
+        for chunk in in_chunks(missing):
             for patient in Patient.objects.filter(mrn__in=chunk):
                 self.ctx.patients[patient.mrn] = patient
-        self._load_stored_keys([p.pk for p in self.ctx.patients.values()])
+        wanted = {
+            self.ctx.patients[mrn].pk: found - {""}
+            for mrn, found in accessions.items()
+            if mrn in self.ctx.patients
+        }
+        self._load_stored_keys(list(wanted), wanted)
 
-    def _load_stored_keys(self, patient_pks: list[int]) -> None:
+    def _load_stored_keys(
+        self, patient_pks: list[int], accessions: dict[int, set[str]] | None = None
+    ) -> None:
+        """Every stored result's key for these patients, or with ``accessions`` (per
+        patient) only the results with one of those accessions or with none."""
+        fields = (
+            "pk",
+            "patient_id",
+            "accession",
+            "collected_at",
+            "comparator",
+            "value_ng_ml",
+            "reported_unit",
+        )
         for chunk in in_chunks([pk for pk in patient_pks if pk not in self._stored]):
             for pk in chunk:
                 self._stored[pk] = {}
-            rows = TroughLevel.objects.filter(patient_id__in=chunk).values_list(
-                "pk",
-                "patient_id",
-                "accession",
-                "collected_at",
-                "comparator",
-                "value_ng_ml",
-                "reported_unit",
-            )
-            for pk, patient_pk, accession, collected_at, comparator, value, unit in rows:
-                key = self._key(patient_pk, accession, collected_at, comparator, value)
-                self._stored[patient_pk].setdefault(key, []).append((pk, unit))
+            stored = TroughLevel.objects.filter(patient_id__in=chunk)
+            if accessions is None:
+                queries = [stored]
+            else:
+                wanted = sorted({a for pk in chunk for a in accessions.get(pk, ())})
+                queries = [stored.filter(accession="")]
+                queries += [stored.filter(accession__in=part) for part in in_chunks(wanted)]
+            for query in queries:
+                for (
+                    pk,
+                    patient_pk,
+                    accession,
+                    collected_at,
+                    comparator,
+                    value,
+                    unit,
+                ) in query.values_list(*fields):
+                    key = self._key(patient_pk, accession, collected_at, comparator, value)
+                    self._stored[patient_pk].setdefault(key, []).append((pk, unit))
 
     def _stored_keys(self, patient: Patient) -> dict:
         if patient.pk not in self._stored:
