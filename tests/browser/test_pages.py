@@ -164,3 +164,20 @@ def test_screenshots_for_the_readme(demo, clinician, docs_dir):
     )
     for name in ("worklist.png", "patient.png"):
         assert (docs_dir / name).stat().st_size > 20_000
+
+
+def test_leaving_the_search_box_does_not_fetch_the_list_again(demo, clinician):
+    # A keyboard user types a name and tabs on towards the table: a second fetch of the same
+    # list on the box's "change" event would swap the table under the focus.
+    page = clinician
+    fetched = []
+    page.on(
+        "request",
+        lambda request: fetched.append(request.url) if "q=DEMO-005" in request.url else None,
+    )
+    page.get_by_label("Search MRN or name").fill("DEMO-005")
+    expect(page.locator("table.worklist tbody tr")).to_have_count(1)
+    assert len(fetched) == 1
+    page.keyboard.press("Tab")  # leaves the box: fires "change"
+    page.wait_for_timeout(1000)  # longer than the search box's 400 ms delay
+    assert len(fetched) == 1, fetched
