@@ -20,6 +20,7 @@ from .forms import (
     TroughLevelForm,
 )
 from .models import (
+    LEVEL_COMPUTED_FIELDS,
     ConcomitantDrug,
     DrugCatalogEntry,
     InterfaceToken,
@@ -252,36 +253,14 @@ class TroughLevelAdmin(ClinicalRecordAdmin):
         "source",
     ]
     list_filter = ["range_flag", "timing_flag", "status", "assay", "source"]
-    fields = (
-        ["patient"]
-        + TroughLevelForm.Meta.fields
-        + [
-            "comparator",
-            "value_ng_ml",
-            "target_low",
-            "target_high",
-            "range_flag",
-            "timing_flag",
-            "timing_reason",
-            "hours_post_dose",
-            "steady_state",
-            "source",
-            "entered_by",
-        ]
-    )
     readonly_fields = [
         "comparator",
         "value_ng_ml",
-        "target_low",
-        "target_high",
-        "range_flag",
-        "timing_flag",
-        "timing_reason",
-        "hours_post_dose",
-        "steady_state",
+        *LEVEL_COMPUTED_FIELDS,
         "source",
         "entered_by",
     ]
+    fields = ["patient", *TroughLevelForm.Meta.fields, *readonly_fields]
     search_fields = ClinicalRecordAdmin.search_fields + ["accession"]
 
     @admin.display(description="value")

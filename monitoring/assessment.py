@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -359,6 +359,22 @@ def compute_metrics(
             metrics.cd_ratio is not None and metrics.cd_ratio <= t.cd_fast_metaboliser
         )
     return metrics
+
+
+def with_metrics_window(
+    result: PatientAssessment, window_days: int, thresholds: rules.Thresholds
+) -> PatientAssessment:
+    """The metrics over ``window_days`` instead of the configured window (the patient page's
+    window links, the report's period); the alerts keep the configured window."""
+    if window_days != thresholds.metrics_window_days:
+        counted = [a for a in result.levels if a.level.counts_for_flags]
+        result.metrics = compute_metrics(
+            counted,
+            result.now,
+            result.current_target,
+            replace(thresholds, metrics_window_days=window_days),
+        )
+    return result
 
 
 def kidney_baseline(

@@ -224,6 +224,15 @@ def assay_changes(levels: Sequence[LevelAssessment]) -> list[tuple[LevelAssessme
     return changes
 
 
+def assay_change_notes(assessment: PatientAssessment) -> dict[int, str]:
+    """The assay change of each plotted trough that has one, by ``id()`` of its
+    LevelAssessment, worded for a table cell ("LC-MS/MS → CMIA")."""
+    return {
+        id(a): label.removeprefix("assay ")
+        for a, label in assay_changes(plotted_levels(assessment))
+    }
+
+
 # Hover text: the fixed words live once in the template, each point carries only its
 # values (customdata), and only ASCII plus "<br>" tags that json_script escapes 3-fold
 # stay out of the per-point data: ~500 troughs must fit in 150 KB of page.
@@ -342,6 +351,12 @@ class Overlays:
 
     def shape(self, **spec) -> None:
         self.shapes.append(self._refs(spec))
+
+    def vline(self, x: str, *, yref: str, name: str, color: str, width: float, dash: str) -> None:
+        """A vertical line at ``x`` across the trough panel (``"y domain"``) or both
+        (``"paper"``)."""
+        line = {"color": color, "width": width, "dash": dash}
+        self.shape(type="line", xref="x", yref=yref, x0=x, x1=x, y0=0, y1=1, line=line, name=name)
 
     def apply(self, fig: go.Figure) -> None:
         fig.update_layout(
@@ -669,16 +684,8 @@ def _add_drug_events(overlays: Overlays, assessment: PatientAssessment) -> None:
         arrow = "↑" if change == "rise" else "↓"
         x = _x(event.on)
         # Spans both panels: a drug event matters to the kidney labs as well.
-        overlays.shape(
-            type="line",
-            xref="x",
-            yref="paper",
-            x0=x,
-            x1=x,
-            y0=0,
-            y1=1,
-            line={"color": DRUG_COLOUR, "width": 1, "dash": "dot"},
-            name="interaction_event",
+        overlays.vline(
+            x, yref="paper", name="interaction_event", color=DRUG_COLOUR, width=1, dash="dot"
         )
         overlays.annotation(
             x=x,
@@ -700,16 +707,8 @@ def _add_drug_events(overlays: Overlays, assessment: PatientAssessment) -> None:
 def _add_assay_changes(overlays: Overlays, levels: Sequence[LevelAssessment]) -> None:
     for a, label in assay_changes(levels):
         x = _x(a.level.collected_at)
-        overlays.shape(
-            type="line",
-            xref="x",
-            yref="y domain",
-            x0=x,
-            x1=x,
-            y0=0,
-            y1=1,
-            line={"color": ASSAY_COLOUR, "width": 1.5, "dash": "dashdot"},
-            name="assay_change",
+        overlays.vline(
+            x, yref="y domain", name="assay_change", color=ASSAY_COLOUR, width=1.5, dash="dashdot"
         )
         overlays.annotation(
             x=x,

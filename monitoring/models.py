@@ -302,6 +302,18 @@ class LevelStatus(models.TextChoices):
     ENTERED_IN_ERROR = "entered_in_error", "Entered in error"
 
 
+# The flags services.patients_reassess computes and stores on each trough.
+LEVEL_COMPUTED_FIELDS = [
+    "target_low",
+    "target_high",
+    "range_flag",
+    "timing_flag",
+    "timing_reason",
+    "hours_post_dose",
+    "steady_state",
+]
+
+
 class TroughLevel(ClinicalRecord):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="levels")
     collected_at = models.DateTimeField()
@@ -323,17 +335,8 @@ class TroughLevel(ClinicalRecord):
     hours_post_dose = models.DecimalField(max_digits=8, decimal_places=3, null=True, editable=False)
     steady_state = models.BooleanField(default=True, editable=False)
 
-    history = HistoricalRecords(
-        excluded_fields=[
-            "target_low",
-            "target_high",
-            "range_flag",
-            "timing_flag",
-            "timing_reason",
-            "hours_post_dose",
-            "steady_state",
-        ]
-    )
+    # Computed flags are not history: they follow the records they are computed from.
+    history = HistoricalRecords(excluded_fields=LEVEL_COMPUTED_FIELDS)
 
     class Meta:
         ordering = ["patient", "collected_at"]

@@ -132,8 +132,9 @@ def rule_labs(ids: list[int], until: datetime) -> dict[int, list[LabResult]]:
     newest = active.filter(test=LabTest.CREATININE).annotate(
         rank=Window(Rank(), partition_by=F("patient_id"), order_by=F("collected_at").desc())
     )
+    loaded = {lab.pk for labs in baseline.values() for lab in labs}
     for lab in newest.filter(patient_id__in=ids, rank=1):
-        if all(lab.pk != other.pk for other in baseline[lab.patient_id]):
+        if lab.pk not in loaded:  # the latest creatinine may be a baseline one
             baseline[lab.patient_id].append(lab)
     return baseline
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import replace
 from datetime import date, timedelta
 
 from django.db import connection, transaction
@@ -14,11 +13,12 @@ from . import config, rules, validation
 from .assessment import (
     PatientAssessment,
     assess_patient,
-    compute_metrics,
     end_of_day,
     target_from_assignment,
+    with_metrics_window,
 )
 from .models import (
+    LEVEL_COMPUTED_FIELDS,
     ConcomitantDrug,
     LabResult,
     LevelStatus,
@@ -30,15 +30,7 @@ from .models import (
 )
 from .selectors import LEVEL_RULE_INPUTS, patient_record, patient_records
 
-COMPUTED_LEVEL_FIELDS = [
-    "target_low",
-    "target_high",
-    "range_flag",
-    "timing_flag",
-    "timing_reason",
-    "hours_post_dose",
-    "steady_state",
-]
+COMPUTED_LEVEL_FIELDS = LEVEL_COMPUTED_FIELDS
 
 
 def patients_assess(
@@ -148,13 +140,12 @@ def patients_refresh(today: date, *, full: bool = False) -> tuple[int, int]:
     if not full:
         active = active.filter(Q(assessed_on__lt=today) | Q(assessed_on__isnull=True))
     patients = list(active)
-    whole = [p for p in patients if full or p.assessed_on is None]
-    summary = [p for p in patients if not (full or p.assessed_on is None)]
-    if whole:
-        patients_reassess(whole)
-    if summary:
-        patients_refresh_summaries(summary)
-    return len(whole), len(summary)
+    whole = sum(1 for p in patients if full or p.assessed_on is None)
+    if full:
+        patients_reassess(patients)
+    elif patients:
+        patients_refresh_summaries(patients)  # judges the marked ones in full itself
+    return whole, len(patients) - whole
 
 
 def _update_each(model, records: list, fields: list[str]) -> None:
@@ -222,14 +213,8 @@ def patient_assess(
         target_from_assignment(records.targets[0]) if records.targets else config.default_target()
     )
     result = assess_patient(records, default_target=default, thresholds=thresholds, as_of=as_of)
-    if window_days is not None and window_days != thresholds.metrics_window_days:
-        counted = [a for a in result.levels if a.level.counts_for_flags]
-        result.metrics = compute_metrics(
-            counted,
-            result.now,
-            result.current_target,
-            replace(thresholds, metrics_window_days=window_days),
-        )
+    if window_days is not None:
+        with_metrics_window(result, window_days, thresholds)
     return result
 
 

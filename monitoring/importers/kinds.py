@@ -23,6 +23,7 @@ from simple_history.utils import bulk_create_with_history
 from .. import rules, validation
 from ..catalog import match_drug
 from ..config import DEFAULT_PROFILE_CODE
+from ..exports import LEVEL_COLUMNS, PATIENT_COLUMNS
 from ..models import (
     ConcomitantDrug,
     DrugCatalogEntry,
@@ -125,6 +126,12 @@ def _save_new(model, records: Sequence, ctx: Context) -> None:
     bulk_create_with_history(records, model, batch_size=BULK_BATCH, default_user=default_user)
 
 
+def computed_columns(exported: Sequence[str], imported: Sequence[str]) -> tuple[str, ...]:
+    """The export's columns an import ignores (the computed ones), so that an exported file
+    imports as it is; read from the export's own column list, so the two cannot drift."""
+    return tuple(column for column in exported if column not in imported)
+
+
 class Importer:
     kind = ""
     required: tuple[str, ...] = ()
@@ -161,19 +168,7 @@ class PatientImporter(Importer):
     kind = "patients"
     required = ("mrn", "family_name", "given_name", "birth_date", "sex")
     optional = ("height_cm", "target_profile", "therapy_start", "therapy_end", "ln_class")
-    derived = (
-        "months_on_therapy",
-        "duration_flag",
-        "latest_collected_at",
-        "latest_value_ng_ml",
-        "latest_range_flag",
-        "latest_timing_flag",
-        "pct_in_range",
-        "ttr_percent",
-        "cv_percent",
-        "cd_ratio",
-        "alerts",
-    )
+    derived = computed_columns(PATIENT_COLUMNS, required + optional)
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
@@ -274,16 +269,7 @@ class LevelImporter(Importer):
     required = ("mrn", "collected_at", "value", "unit")
     optional = ("last_dose_at", "assay", "accession", "status", "error_reason")
     aliases = {"reported_value": "value", "reported_unit": "unit"}
-    derived = (
-        "hours_post_dose",
-        "comparator",
-        "value_ng_ml",
-        "target_low",
-        "target_high",
-        "range_flag",
-        "timing_flag",
-        "steady_state",
-    )
+    derived = computed_columns(LEVEL_COLUMNS, required + optional + tuple(aliases))
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)

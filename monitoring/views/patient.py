@@ -264,10 +264,7 @@ class LevelRow:
 
 def level_rows(assessment: PatientAssessment, unit: str) -> list[LevelRow]:
     """Every trough, newest first, entered-in-error ones included (shown struck through)."""
-    changes = {
-        id(a): label.removeprefix("assay ")
-        for a, label in charts.assay_changes(charts.plotted_levels(assessment))
-    }
+    changes = charts.assay_change_notes(assessment)
     rows = []
     for a in reversed(assessment.levels):
         level = a.level

@@ -35,7 +35,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_http_methods, require_safe
 
 from .. import charts, config, rules, services
-from ..assessment import PatientAssessment, compute_metrics
+from ..assessment import PatientAssessment, with_metrics_window
 from ..audit import client_ip, logs_access
 from ..models import AccessLog, Patient, RecordStatus, ReportSignoff
 from . import worklist as worklist_views
@@ -153,22 +153,6 @@ class Period:
         return max(1, (assessment.now - min(moments)).days + 1)
 
 
-def _with_window(
-    assessment: PatientAssessment, window_days: int, thresholds: rules.Thresholds
-) -> PatientAssessment:
-    """The metrics over the report period instead of the configured window (as the patient
-    page does in ``services.patient_assess``)."""
-    if window_days != thresholds.metrics_window_days:
-        counted = [a for a in assessment.levels if a.level.counts_for_flags]
-        assessment.metrics = compute_metrics(
-            counted,
-            assessment.now,
-            assessment.current_target,
-            replace(thresholds, metrics_window_days=window_days),
-        )
-    return assessment
-
-
 # --- what a report shows -------------------------------------------------------------------
 
 
@@ -212,10 +196,7 @@ def report_level_rows(
 ) -> list[ReportLevelRow]:
     """The troughs of the period, newest first, in both units; entered-in-error results
     stay (struck through, with the reason), as on the patient page."""
-    changes = {
-        id(a): label.removeprefix("assay ")
-        for a, label in charts.assay_changes(charts.plotted_levels(assessment))
-    }
+    changes = charts.assay_change_notes(assessment)
     rows = []
     for a in reversed(assessment.levels):
         level = a.level
@@ -340,7 +321,7 @@ def build_report(
 ) -> Report:
     patient = assessment.records.patient
     window_days = period.window_days(assessment, thresholds)
-    assessment = _with_window(assessment, window_days, thresholds)
+    assessment = with_metrics_window(assessment, window_days, thresholds)
     start = None if period.months is None else assessment.now - timedelta(days=window_days)
     today = timezone.localdate(assessment.now)
     if start is None:
