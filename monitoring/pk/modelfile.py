@@ -114,14 +114,15 @@ class Model:
         return float(self.parameters[parameter](values))
 
     def individual_parameters(
-        self, covariates: dict[str, np.ndarray], etas: np.ndarray
+        self, covariates: dict[str, np.ndarray], etas: np.ndarray, records: int | None = None
     ) -> dict[str, np.ndarray]:
         """Every parameter for each ETA row (B, n_eta) and record (covariates: (R,)).
 
         Returns arrays of shape (B, R).
         """
         etas = np.atleast_2d(np.asarray(etas, float))
-        records = len(next(iter(covariates.values()))) if covariates else 1
+        if records is None:
+            records = len(next(iter(covariates.values()))) if covariates else 1
         values: dict[str, np.ndarray] = {
             name: np.asarray(column, float)[None, :] for name, column in covariates.items()
         }

@@ -28,7 +28,9 @@ class Simulation:
         self.model = model
         self.subject = subject
         self.etas = np.atleast_2d(np.asarray(etas, float))
-        self.parameters = model.individual_parameters(subject.covariates, self.etas)
+        self.parameters = model.individual_parameters(
+            subject.covariates, self.etas, records=len(subject.time)
+        )
         self.system = build_system(
             self.parameters, model.disposition, model.absorption, model.chain_length
         )
