@@ -45,6 +45,8 @@ class Subject:
     covariates: dict[str, np.ndarray]
     defaulted: list[str] = field(default_factory=list)  # covariates that took the default
     rows: np.ndarray | None = None  # file row of each record
+    # Derived from the records (e.g. the dose schedule); records are not changed after reading.
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def observed(self) -> np.ndarray:

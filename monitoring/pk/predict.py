@@ -8,17 +8,114 @@ steady-state dose). The doses of one train inside one interval are a geometric s
 ``Σ_{q<K} Φ(δ + q·II) e₁ = Φ(δ) g − Φ(δ + K·II) g`` with ``g = (I − Φ(II))⁻¹ e₁``, so three
 years of twice-daily dosing cost a handful of matrix products, not two thousand steps.
 A steady-state dose resets the state to ``Φ(T − u) g``: the exact sum of the infinite past.
+
+Where the doses fall (the schedule) depends on the records and the lag times only, so
+without ALAG it is worked out once per subject and reused by every evaluation of a fit.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .dataset import Subject
-from .linear import build_system, flow, propagate
+from .linear import build_system, flow
 from .modelfile import Model
 
 TOLERANCE_H = 1e-7  # doses this close to a breakpoint count as at it
+
+
+@dataclass
+class Schedule:
+    """Which doses fall where. Arrays with a leading S axis: 1, or B when lag times vary."""
+
+    breakpoints: np.ndarray  # (M,) distinct record times
+    record_of: np.ndarray  # (R,) breakpoint of each record
+    interval_records: np.ndarray  # (M-1,) record whose parameters rule each interval
+    pair_interval: np.ndarray  # (P,) interval of each (dose record, interval) pair
+    pair_column: np.ndarray  # (P,) dose record (column of the dose arrays)
+    pair_delta: np.ndarray  # (S, P) time from the pair's last dose to the interval's end
+    pair_count: np.ndarray  # (S, P) doses of the pair (0: none for this member)
+    pair_key: np.ndarray  # (P,) index into the (record, II) train keys
+    reset_at: np.ndarray  # (Z,) breakpoint of each steady-state reset
+    reset_column: np.ndarray  # (Z,)
+    reset_since: np.ndarray  # (S, Z) time from the latest past dose to the reset
+    reset_key: np.ndarray  # (Z,)
+    key_record: np.ndarray  # (U,) record whose parameters give Φ(II) for a train key
+    key_ii: np.ndarray  # (U,) its interval (0: a single dose, g = e₁)
+
+
+def build_schedule(subject: Subject, start: np.ndarray) -> Schedule:
+    """The schedule for dose start times ``start`` (S, D) (record time + lag)."""
+    doses = subject.doses
+    times = subject.time[doses]
+    ii = subject.ii[doses]
+    last_q = np.where(ii > 0, subject.addl[doses], 0).astype(float)
+    breakpoints, record_of = np.unique(subject.time, return_inverse=True)
+    count_bp = len(breakpoints)
+    interval_records = (np.searchsorted(subject.time, breakpoints, side="right") - 1)[:-1]
+    steady = subject.ss[doses] == 1
+    safe_ii = np.where(ii > 0, ii, 1.0)
+
+    # Steady-state doses: every dose of the infinite past up to the record is in the reset.
+    past = np.floor((times - start) / safe_ii + TOLERANCE_H)  # (S, D), meaningful where SS
+    first_q = np.where(steady, past + 1, 0.0)
+    reset_columns = np.flatnonzero(steady)
+    reset_at = np.searchsorted(breakpoints, times[reset_columns] + TOLERANCE_H, "right") - 1
+    reset_since = times[reset_columns] - (start + past * ii)[:, reset_columns]
+
+    first_interval = np.searchsorted(breakpoints, times + TOLERANCE_H, side="right") - 1
+    final = (start + last_q * ii).max(axis=0)
+    last_interval = np.minimum(
+        np.searchsorted(breakpoints, final + TOLERANCE_H, side="right") - 1, count_bp - 2
+    )
+    spans = np.maximum(last_interval - first_interval + 1, 0)
+    column = np.repeat(np.arange(len(doses)), spans)
+    offsets = np.cumsum(spans) - spans
+    interval = first_interval[column] + np.arange(spans.sum(), dtype=int) - offsets[column]
+    low, high = breakpoints[interval], breakpoints[interval + 1]
+    start_p, ii_p, safe_p = start[:, column], ii[column], safe_ii[column]
+    repeated = ii_p > 0
+    q_low = np.where(
+        repeated,
+        np.maximum(first_q[:, column], np.ceil((low - TOLERANCE_H - start_p) / safe_p)),
+        0.0,
+    )
+    single_inside = (start_p >= low - TOLERANCE_H) & (start_p < high - TOLERANCE_H)
+    q_high = np.where(
+        repeated,
+        np.minimum(last_q[column], np.ceil((high - TOLERANCE_H - start_p) / safe_p) - 1),
+        np.where(single_inside, 0.0, -1.0),
+    )
+    count = q_high - q_low + 1
+    keep = np.any(count >= 1, axis=0)
+    column, interval, count, q_high = column[keep], interval[keep], count[:, keep], q_high[:, keep]
+    delta = high[keep] - (start_p[:, keep] + q_high * ii_p[keep])
+
+    # Train keys: Φ(II) and g depend on the parameters of a record and on II only.
+    pair_records = interval_records[interval]
+    reset_records = doses[reset_columns]
+    all_records = np.concatenate([pair_records, reset_records])
+    all_ii = np.concatenate([ii[column], ii[reset_columns]])
+    keys, key_index = np.unique(np.stack([all_records, all_ii]), axis=1, return_inverse=True)
+    key_index = key_index.reshape(-1)
+    return Schedule(
+        breakpoints=breakpoints,
+        record_of=record_of,
+        interval_records=interval_records,
+        pair_interval=interval,
+        pair_column=column,
+        pair_delta=delta,
+        pair_count=np.maximum(count, 0.0),
+        pair_key=key_index[: len(interval)],
+        reset_at=reset_at,
+        reset_column=reset_columns,
+        reset_since=reset_since,
+        reset_key=key_index[len(interval) :],
+        key_record=keys[0].astype(int),
+        key_ii=keys[1],
+    )
 
 
 class Simulation:
@@ -39,41 +136,82 @@ class Simulation:
         """(B, n_obs) concentrations at the observation records (or at record indices `at`)."""
         subject, system = self.subject, self.system
         records = subject.observed if at is None else np.asarray(at, int)
-        breakpoints, record_of = np.unique(subject.time, return_inverse=True)
-        states = self._states(breakpoints)
-        amounts = states[:, record_of[records], system.central]
+        schedule = self._schedule()
+        states = self._states(schedule)
+        amounts = states[:, schedule.record_of[records], system.central]
         volume = system.volume[:, records]
         return np.maximum(amounts / volume * self.model.scale, 0.0)
 
-    def _states(self, breakpoints: np.ndarray) -> np.ndarray:
+    def _schedule(self) -> Schedule:
+        doses = self.subject.doses
+        lag = self.parameters.get("ALAG")
+        if lag is None:
+            cached = self.subject.cache.get("schedule")
+            if cached is None:
+                cached = build_schedule(self.subject, self.subject.time[doses][None, :])
+                self.subject.cache["schedule"] = cached
+            return cached
+        return build_schedule(self.subject, self.subject.time[doses] + lag[:, doses])
+
+    def _states(self, schedule: Schedule) -> np.ndarray:
         """State at each breakpoint (after a steady-state reset there): (B, M, n)."""
-        subject, system = self.subject, self.system
-        batch, n, count = self.etas.shape[0], system.size, len(breakpoints)
-        # The parameters over interval i are those of the last record at breakpoint i.
-        last_record = np.searchsorted(subject.time, breakpoints, side="right") - 1
-        interval_records = last_record[:-1]
-        flows = flow(
-            system, interval_records, np.broadcast_to(np.diff(breakpoints), (batch, count - 1))
+        system, subject = self.system, self.subject
+        batch, n = self.etas.shape[0], system.size
+        count = len(schedule.breakpoints)
+        intervals = count - 1
+        gaps = np.broadcast_to(np.diff(schedule.breakpoints), (batch, intervals))
+        keys = len(schedule.key_ii)
+        # One flow evaluation for the intervals and for Φ(II) of every train key.
+        matrices = flow(
+            system,
+            np.concatenate([schedule.interval_records, schedule.key_record]),
+            np.concatenate([gaps, np.broadcast_to(schedule.key_ii, (batch, keys))], axis=1),
         )
-        inputs = np.zeros((batch, max(count - 1, 0), n))
-        resets = self._steady_state_resets(breakpoints)
+        flows, phi_ii = matrices[:, :intervals], matrices[:, intervals:]
+        dose = np.zeros((batch, keys, n))
+        dose[..., 0] = 1.0
+        repeated = schedule.key_ii > 0
+        if repeated.any():
+            dose[:, repeated] = np.linalg.solve(
+                np.eye(n) - phi_ii[:, repeated], dose[:, repeated][..., None]
+            )[..., 0]
 
-        pairs = self._dose_pairs(breakpoints, interval_records)
-        if pairs is not None:
-            interval, records, delta, doses, ii, amount = pairs
-            g = self._train_vectors(records, np.broadcast_to(ii, delta.shape))
-            near = propagate(system, records, delta, g)
-            far = propagate(system, records, delta + doses * ii, g)
-            far[:, ii == 0] = 0.0
-            contribution = amount[..., None] * (near - far)
-            np.add.at(inputs, (slice(None), interval), contribution)
+        amount = np.broadcast_to(subject.amt[subject.doses], (batch, len(subject.doses)))
+        fraction = self.parameters.get("F")
+        if fraction is not None:
+            amount = amount * fraction[:, subject.doses]
 
-        reset_states = {}
-        for at, (record, last_dose, amount, interval_ii) in resets.items():
-            records = np.array([record])
-            g = self._train_vectors(records, np.full((batch, 1), interval_ii))
-            since = (breakpoints[at] - last_dose)[:, None]
-            reset_states[at] = amount[:, None] * propagate(system, records, since, g)[:, 0]
+        # One flow evaluation for every dose term: the near and far ends of each geometric
+        # series, and the steady-state resets.
+        pairs, resets = len(schedule.pair_interval), len(schedule.reset_at)
+        pair_ii = schedule.key_ii[schedule.pair_key]
+        delta = np.broadcast_to(schedule.pair_delta, (batch, pairs))
+        far_delta = delta + np.broadcast_to(schedule.pair_count, (batch, pairs)) * pair_ii
+        pair_records = schedule.interval_records[schedule.pair_interval]
+        reset_records = schedule.key_record[schedule.reset_key]
+        terms = flow(
+            system,
+            np.concatenate([pair_records, pair_records, reset_records]),
+            np.concatenate(
+                [delta, far_delta, np.broadcast_to(schedule.reset_since, (batch, resets))], axis=1
+            ),
+        )
+        vectors = dose[
+            :, np.concatenate([schedule.pair_key, schedule.pair_key, schedule.reset_key])
+        ]
+        moved = np.einsum("bpij,bpj->bpi", terms, vectors)
+        near, far, reset = moved[:, :pairs], moved[:, pairs : 2 * pairs], moved[:, 2 * pairs :]
+        far[:, pair_ii == 0] = 0.0
+        has_doses = np.broadcast_to(schedule.pair_count, (batch, pairs)) >= 1
+        weight = np.where(has_doses, amount[:, schedule.pair_column], 0.0)
+        inputs = np.zeros((batch, intervals, n))
+        np.add.at(inputs, (slice(None), schedule.pair_interval), weight[..., None] * (near - far))
+        reset_states = {
+            int(at): amount[:, column, None] * reset[:, z]
+            for z, (at, column) in enumerate(
+                zip(schedule.reset_at, schedule.reset_column, strict=True)
+            )
+        }
 
         states = np.empty((batch, count, n))
         state = np.zeros((batch, n))
@@ -81,110 +219,9 @@ class Simulation:
             if i in reset_states:
                 state = reset_states[i]
             states[:, i] = state
-            if i < count - 1:
+            if i < intervals:
                 state = np.einsum("bij,bj->bi", flows[:, i], state) + inputs[:, i]
         return states
-
-    def _doses(self):
-        """Per dose record: first dose time (B, D), amount (B, D), interval, last q."""
-        subject = self.subject
-        doses = subject.doses
-        batch = self.etas.shape[0]
-        lag = self.parameters.get("ALAG")
-        fraction = self.parameters.get("F")
-        start = np.broadcast_to(subject.time[doses], (batch, len(doses))).copy()
-        if lag is not None:
-            start += lag[:, doses]
-        amount = np.broadcast_to(subject.amt[doses], (batch, len(doses))).copy()
-        if fraction is not None:
-            amount *= fraction[:, doses]
-        ii = subject.ii[doses]
-        last_q = np.where(ii > 0, subject.addl[doses], 0).astype(float)
-        return doses, start, amount, ii, last_q
-
-    def _steady_state_resets(self, breakpoints):
-        """Breakpoint → (record, time of the latest past dose, amount, II) of each SS dose."""
-        subject = self.subject
-        doses, start, amount, ii, _ = self._doses()
-        resets = {}
-        for column in np.flatnonzero(subject.ss[doses] == 1):
-            record, time = doses[column], subject.time[doses[column]]
-            q0 = np.floor((time - start[:, column]) / ii[column] + TOLERANCE_H)
-            at = int(np.searchsorted(breakpoints, time + TOLERANCE_H, side="right") - 1)
-            resets[at] = (record, start[:, column] + q0 * ii[column], amount[:, column], ii[column])
-        return resets
-
-    def _dose_pairs(self, breakpoints, interval_records):
-        """Every (dose record, interval) that holds doses: the geometric-series terms."""
-        subject = self.subject
-        doses, start, amount, ii, last_q = self._doses()
-        if len(doses) == 0 or len(breakpoints) < 2:
-            return None
-        first_q = np.zeros_like(start)
-        steady = subject.ss[doses] == 1
-        if steady.any():
-            past = np.floor(
-                (subject.time[doses][steady] - start[:, steady]) / ii[steady] + TOLERANCE_H
-            )
-            first_q[:, steady] = past + 1
-        times = subject.time[doses]
-        first_interval = np.searchsorted(breakpoints, times + TOLERANCE_H, side="right") - 1
-        final = (start + last_q * ii).max(axis=0)
-        last_interval = np.minimum(
-            np.searchsorted(breakpoints, final + TOLERANCE_H, side="right") - 1,
-            len(breakpoints) - 2,
-        )
-        spans = np.maximum(last_interval - first_interval + 1, 0)
-        if spans.sum() == 0:
-            return None
-        column = np.repeat(np.arange(len(doses)), spans)
-        offsets = np.cumsum(spans) - spans
-        interval = first_interval[column] + np.arange(spans.sum()) - offsets[column]
-        low, high = breakpoints[interval], breakpoints[interval + 1]
-        start_p, ii_p = start[:, column], ii[column]
-        repeated = ii_p > 0
-        safe_ii = np.where(repeated, ii_p, 1.0)
-        q_low = np.where(
-            repeated,
-            np.maximum(first_q[:, column], np.ceil((low - TOLERANCE_H - start_p) / safe_ii)),
-            0.0,
-        )
-        single_inside = (start_p >= low - TOLERANCE_H) & (start_p < high - TOLERANCE_H)
-        q_high = np.where(
-            repeated,
-            np.minimum(last_q[column], np.ceil((high - TOLERANCE_H - start_p) / safe_ii) - 1),
-            np.where(single_inside, 0.0, -1.0),
-        )
-        count = q_high - q_low + 1
-        keep = np.any(count >= 1, axis=0)
-        if not keep.any():
-            return None
-        count, q_high = count[:, keep], q_high[:, keep]
-        ii_p, interval, start_p = ii_p[keep], interval[keep], start_p[:, keep]
-        delta = high[keep] - (start_p + q_high * ii_p)
-        amount_p = np.where(count >= 1, amount[:, column[keep]], 0.0)
-        return (
-            interval,
-            interval_records[interval],
-            delta,
-            np.maximum(count, 0.0),
-            ii_p,
-            amount_p,
-        )
-
-    def _train_vectors(self, records: np.ndarray, ii: np.ndarray) -> np.ndarray:
-        """g = (I − Φ(II))⁻¹ e₁ per pair; e₁ itself where II = 0 (a single dose)."""
-        n = self.system.size
-        batch, points = ii.shape
-        dose = np.zeros((batch, points, n))
-        dose[..., 0] = 1.0
-        repeated = ii[0] > 0
-        if repeated.any():
-            phi = flow(self.system, records[repeated], ii[:, repeated])
-            dose[:, repeated] = np.linalg.solve(np.eye(n) - phi, dose[:, repeated][..., None])[
-                ..., 0
-            ]
-        return dose
 
 
 def predict(model: Model, subject: Subject, eta) -> np.ndarray:
