@@ -46,13 +46,28 @@ class Schedule:
     key_ii: np.ndarray  # (U,) its interval (0: a single dose, g = e₁)
 
 
+def _breakpoints(subject: Subject) -> np.ndarray:
+    """Times where the state is needed: observations, covariate changes, steady-state resets.
+
+    A dose record alone is no breakpoint: its doses are terms inside an interval, so a
+    record per dose costs a term, not a step of the sequential pass.
+    """
+    needed = subject.evid == 0
+    needed[0] = True
+    needed |= (subject.evid == 1) & (subject.ss == 1)
+    for column in subject.covariates.values():
+        needed[1:] |= column[1:] != column[:-1]
+    return np.unique(subject.time[needed])
+
+
 def build_schedule(subject: Subject, start: np.ndarray) -> Schedule:
     """The schedule for dose start times ``start`` (S, D) (record time + lag)."""
     doses = subject.doses
     times = subject.time[doses]
     ii = subject.ii[doses]
     last_q = np.where(ii > 0, subject.addl[doses], 0).astype(float)
-    breakpoints, record_of = np.unique(subject.time, return_inverse=True)
+    breakpoints = _breakpoints(subject)
+    record_of = np.searchsorted(breakpoints, subject.time, side="right") - 1
     count_bp = len(breakpoints)
     interval_records = (np.searchsorted(subject.time, breakpoints, side="right") - 1)[:-1]
     steady = subject.ss[doses] == 1
@@ -132,10 +147,10 @@ class Simulation:
             self.parameters, model.disposition, model.absorption, model.chain_length
         )
 
-    def concentrations(self, at: np.ndarray | None = None) -> np.ndarray:
-        """(B, n_obs) concentrations at the observation records (or at record indices `at`)."""
+    def concentrations(self) -> np.ndarray:
+        """(B, n_obs) concentrations at the observation records."""
         subject, system = self.subject, self.system
-        records = subject.observed if at is None else np.asarray(at, int)
+        records = subject.observed
         schedule = self._schedule()
         states = self._states(schedule)
         amounts = states[:, schedule.record_of[records], system.central]
@@ -199,7 +214,7 @@ class Simulation:
         vectors = dose[
             :, np.concatenate([schedule.pair_key, schedule.pair_key, schedule.reset_key])
         ]
-        moved = np.einsum("bpij,bpj->bpi", terms, vectors)
+        moved = np.matmul(terms, vectors[..., None])[..., 0]
         near, far, reset = moved[:, :pairs], moved[:, pairs : 2 * pairs], moved[:, 2 * pairs :]
         far[:, pair_ii == 0] = 0.0
         has_doses = np.broadcast_to(schedule.pair_count, (batch, pairs)) >= 1
@@ -213,15 +228,18 @@ class Simulation:
             )
         }
 
-        states = np.empty((batch, count, n))
+        # The sequential pass, interval-major so each step reads contiguous memory.
+        flows = np.ascontiguousarray(flows.transpose(1, 0, 2, 3))
+        inputs = np.ascontiguousarray(inputs.transpose(1, 0, 2))
+        states = np.empty((count, batch, n))
         state = np.zeros((batch, n))
         for i in range(count):
             if i in reset_states:
                 state = reset_states[i]
-            states[:, i] = state
+            states[i] = state
             if i < intervals:
-                state = np.einsum("bij,bj->bi", flows[:, i], state) + inputs[:, i]
-        return states
+                state = np.matmul(flows[i], state[..., None])[..., 0] + inputs[i]
+        return states.transpose(1, 0, 2)
 
 
 def predict(model: Model, subject: Subject, eta) -> np.ndarray:
