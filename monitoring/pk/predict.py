@@ -147,10 +147,12 @@ class Simulation:
             self.parameters, model.disposition, model.absorption, model.chain_length
         )
 
-    def concentrations(self) -> np.ndarray:
-        """(B, n_obs) concentrations at the observation records."""
+    def concentrations(self, records: np.ndarray | None = None) -> np.ndarray:
+        """(B, n) concentrations at the observation records, or at other EVID 0 records."""
         subject, system = self.subject, self.system
-        records = subject.observed
+        records = subject.observed if records is None else np.asarray(records, int)
+        if np.any(subject.evid[records] != 0):
+            raise ValueError("concentrations are computed at observation (EVID 0) records")
         schedule = self._schedule()
         states = self._states(schedule)
         amounts = states[:, schedule.record_of[records], system.central]
