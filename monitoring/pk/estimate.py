@@ -107,6 +107,66 @@ def _starts(model: Model) -> list[np.ndarray]:
     return starts
 
 
+@dataclass
+class _Minimum:
+    eta: np.ndarray
+    value: float
+    converged: bool
+    on_bound: bool
+    message: str
+
+
+def _minimise(target: Objective, start: np.ndarray, bounds: list[tuple[float, float]]):
+    """Fisher scoring, then L-BFGS-B; a Nelder–Mead polish where the gradient stays large.
+
+    The polish is for kinks: a lag time that moves a dose across a sampling time makes the
+    objective's derivative jump, where a quasi-Newton method stalls beside the minimum.
+    """
+    lower, upper = np.array(bounds).T
+    result = minimize(
+        target.value_and_gradient,
+        scoring(target, start, lower, upper),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 1000, "ftol": 1e-14, "gtol": 1e-8, "maxls": 50},
+    )
+    eta, message = result.x, str(result.message)
+    value, gradient = target.value_and_gradient(eta)
+    if not _stationary(eta, gradient, lower, upper):
+        polished = minimize(
+            lambda x: float(target.values(x[None, :])[0]),
+            eta,
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={
+                "xatol": 1e-8,
+                "fatol": 1e-12,
+                "maxfev": 4000,
+                "initial_simplex": np.vstack([eta, eta + np.eye(len(eta)) * 1e-3]),
+            },
+        )
+        if polished.fun <= value:
+            eta, value = polished.x, float(polished.fun)
+            gradient = target.value_and_gradient(eta)[1]
+            message = str(polished.message)
+            converged = bool(polished.success) or _stationary(eta, gradient, lower, upper)
+        else:
+            converged = False
+    else:
+        converged = True
+    on_bound = bool(np.any((eta <= lower + 1e-6 * abs(lower)) | (eta >= upper - 1e-6 * upper)))
+    return _Minimum(eta, value, converged and np.isfinite(value), on_bound, message)
+
+
+def _stationary(eta, gradient, lower, upper) -> bool:
+    """The projected gradient is small: zero where an η sits on a bound and is pushed out."""
+    at_lower = (eta <= lower + 1e-9) & (gradient > 0)
+    at_upper = (eta >= upper - 1e-9) & (gradient < 0)
+    projected = np.where(at_lower | at_upper, 0.0, gradient)
+    return bool(np.all(np.isfinite(gradient)) and np.max(np.abs(projected)) < GRADIENT_TOLERANCE)
+
+
 def fit(model: Model, subject: Subject) -> FitResult:
     """MAP estimate of η for one subject, with the posterior covariance (FOCE-I's ETC)."""
     target = Objective(model, subject)
@@ -117,40 +177,24 @@ def fit(model: Model, subject: Subject) -> FitResult:
     if len(target.dv) == 0:
         eta, converged, message, ofv, tried = np.zeros(n), True, "no observations", 0.0, 0
     else:
-        best = None
+        best: _Minimum | None = None
         tried = 0
         for start in _starts(model):
             tried += 1
-            result = minimize(
-                target.value_and_gradient,
-                scoring(target, start, -BOUND_SD * sd, BOUND_SD * sd),
-                jac=True,
-                method="L-BFGS-B",
-                bounds=bounds,
-                options={"maxiter": 1000, "ftol": 1e-14, "gtol": 1e-8, "maxls": 50},
-            )
-            value, gradient = target.value_and_gradient(result.x)
-            on_bound = np.abs(result.x) >= BOUND_SD * sd * (1 - 1e-6)
-            projected = np.where(
-                on_bound & (np.sign(gradient) == -np.sign(result.x)), 0.0, gradient
-            )
-            ok = np.isfinite(value) and (
-                result.success or np.max(np.abs(projected)) < GRADIENT_TOLERANCE
-            )
-            if best is None or (np.isfinite(value) and value < best[1]):
-                best = (result.x, value, ok, str(result.message), on_bound.any())
-            if ok and not on_bound.any():
-                if tried == 1 or value <= best[1]:
-                    break
-        eta, ofv, converged, message, on_bound = best
-        if converged and on_bound:
+            found = _minimise(target, start, bounds)
+            if best is None or found.value < best.value:
+                best = found
+            if best.converged and not best.on_bound:
+                break
+        eta, ofv, converged = best.eta, best.value, best.converged
+        if converged and best.on_bound:
             message = (
                 "an ETA sits on its ±5 SD bound: the data pull the estimate far from the population"
             )
         elif converged:
             message = "converged"
         else:
-            message = f"did not converge after {tried} starts: {message}"
+            message = f"did not converge after {tried} starts: {best.message}"
 
     cov = posterior_covariance(target, eta) if len(target.dv) else model.omega.copy()
     ipred = target.predictions(eta[None, :])[0]
