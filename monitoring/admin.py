@@ -278,10 +278,16 @@ class RegimenAdmin(ClinicalRecordAdmin):
         "daily_dose_mg",
         "formulation",
         "frequency",
+        "clock_times_display",
         "status",
     ]
     list_filter = ["formulation", "frequency", "status"]
     fields = ["patient"] + RegimenForm.Meta.fields
+
+    @admin.display(description="dose times")
+    def clock_times_display(self, obj: Regimen) -> str:
+        times = " / ".join(obj.clock_times)
+        return times if obj.dose_times else f"{times} (default)"
 
 
 @admin.register(ConcomitantDrug)

@@ -77,6 +77,8 @@ REGIMEN_COLUMNS = [
     "frequency",
     "daily_dose_mg",
     "sampling_hours",
+    # Appended (optional): the stored dosing clock times; empty means the defaults.
+    "dose_times",
 ]
 MEDICATION_COLUMNS = ["mrn", "drug", "started_on", "stopped_on"]
 LAB_COLUMNS = ["mrn", "collected_at", "test", "value", "unit", "accession"]
@@ -203,6 +205,7 @@ def regimen_rows(as_of: date, patients: Iterable[Patient] | None = None) -> Iter
                 r.frequency,
                 plain(r.daily_dose_mg),
                 plain(r.sampling_hours),
+                r.dose_times,
             ]
 
 

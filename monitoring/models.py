@@ -256,6 +256,14 @@ class Regimen(ClinicalRecord):
         blank=True,
         help_text="Expected sampling time after the dose; empty: 12 for BID, 24 for QD.",
     )
+    # Stored as entered; empty means the frequency's defaults, applied on read
+    # (``clock_times``), so a regimen without times follows a corrected frequency.
+    dose_times = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Local dosing clock times, ';'-separated, e.g. 08:00;20:00. "
+        "Empty: 08:00 and 20:00 for BID, 08:00 for QD.",
+    )
     note = models.CharField(max_length=300, blank=True)
     status = models.CharField(
         max_length=16, choices=RecordStatus.choices, default=RecordStatus.ACTIVE
@@ -278,6 +286,11 @@ class Regimen(ClinicalRecord):
 
     def __str__(self) -> str:
         return f"{self.daily_dose_mg} mg/day {self.formulation} {self.frequency}"
+
+    @property
+    def clock_times(self) -> tuple[str, ...]:
+        """The dosing clock times in force: the stored ones, or the frequency's defaults."""
+        return rules.parse_dose_times(self.dose_times, self.frequency)
 
     @property
     def nominal_hours(self) -> Decimal:

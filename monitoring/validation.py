@@ -212,6 +212,15 @@ def sampling_hours(value: object, *, decimal_comma: bool = False) -> Decimal | N
     )
 
 
+def dose_times(value: object, frequency: str) -> str:
+    """The stored form of a regimen's dosing clock times: ``08:00;20:00`` normalised, or
+    empty (the frequency's defaults apply on read)."""
+    text = _text(value)
+    if not text:
+        return ""
+    return ";".join(rules.parse_dose_times(text, frequency))
+
+
 def assay(value: object) -> str:
     text = _text(value)
     if text.upper() in ASSAY_SPELLINGS:

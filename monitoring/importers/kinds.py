@@ -236,7 +236,7 @@ class PatientImporter(Importer):
 class RegimenImporter(Importer):
     kind = "regimens"
     required = ("mrn", "effective_at", "formulation", "frequency", "daily_dose_mg")
-    optional = ("sampling_hours",)
+    optional = ("sampling_hours", "dose_times")
 
     def import_row(self, row):
         c = Collector()
@@ -255,10 +255,16 @@ class RegimenImporter(Importer):
                 validation.sampling_hours, row.get("sampling_hours"), decimal_comma=dc
             ),
         }
+        # A file without the column (the older format) leaves stored clock times alone.
+        if "dose_times" in row and values["frequency"]:
+            values["dose_times"] = c(validation.dose_times, row["dose_times"], values["frequency"])
         c.check()
         regimen = Regimen.objects.filter(
             patient=patient, effective_at=effective_at, status=RecordStatus.ACTIVE
         ).first() or Regimen(patient=patient, effective_at=effective_at)
+        if "dose_times" not in values and regimen.dose_times:
+            c(validation.dose_times, regimen.dose_times, values["frequency"])
+            c.check()
         self.ctx.affected.add(patient.pk)
         return _save_changes(regimen, values, self.ctx), patient.mrn
 

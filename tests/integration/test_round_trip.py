@@ -61,10 +61,10 @@ def load_extra() -> None:
             "RT-002,Bare,Bo,1970-01-01,M,,,,,\n"
         ),
         "regimens": (
-            "mrn,effective_at,formulation,frequency,daily_dose_mg,sampling_hours\n"
-            f"RT-001,{days_ago(290, 20)},IR,BID,2.5,\n"
-            f"RT-001,{days_ago(200, 8)},ER,QD,4,23.5\n"
-            f"RT-001,{days_ago(30, 8)},LCP,QD,0,\n"
+            "mrn,effective_at,formulation,frequency,daily_dose_mg,sampling_hours,dose_times\n"
+            f"RT-001,{days_ago(290, 20)},IR,BID,2.5,,07:30;19:30\n"
+            f"RT-001,{days_ago(200, 8)},ER,QD,4,23.5,\n"
+            f"RT-001,{days_ago(30, 8)},LCP,QD,0,,\n"
         ),
         "medications": (
             "mrn,drug,started_on,stopped_on\n"

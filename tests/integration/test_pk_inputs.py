@@ -1,0 +1,147 @@
+"""What the PK models need from the records: dosing clock times on the regimen, hematocrit
+and body weight as lab tests, CYP3A5 expresser status on the patient; through the CSV
+import, the export, the HL7 interface and the admin, with the same checks everywhere."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from monitoring.importers import run_csv_import
+from monitoring.models import Patient, Regimen
+
+pytestmark = pytest.mark.django_db
+
+PATIENTS = "mrn,family_name,given_name,birth_date,sex,therapy_start\nMRN-1,Doe,Jane,1988-04-12,F,2024-09-01\n"
+REGIMEN_HEADER = "mrn,effective_at,formulation,frequency,daily_dose_mg,dose_times\n"
+
+
+def load_patient() -> Patient:
+    assert run_csv_import("patients", PATIENTS.encode()).ok
+    return Patient.objects.get(mrn="MRN-1")
+
+
+def export(kind: str) -> list[dict[str, str]]:
+    out = io.StringIO()
+    call_command("export_csv", kind, "--as-of", "2026-11-24", stdout=out)
+    return list(csv.DictReader(io.StringIO(out.getvalue())))
+
+
+def problems(report) -> list[str]:
+    return [str(p) for p in report.problems]
+
+
+@pytest.fixture
+def staff(client_for):
+    return client_for("data_entry", is_staff=True)
+
+
+# --- dosing clock times ----------------------------------------------------------------------
+
+
+def test_dose_times_import_normalised_and_empty_stays_empty_with_defaults_on_read():
+    load_patient()
+    report = run_csv_import(
+        "regimens",
+        (
+            REGIMEN_HEADER + "MRN-1,2025-01-10T20:00,IR,BID,3,7:30;19:30\n"
+            "MRN-1,2025-03-01T08:00,ER,QD,4,\n"
+        ).encode(),
+    )
+    assert report.ok, problems(report)
+    first, second = Regimen.objects.order_by("effective_at")
+    assert (first.dose_times, first.clock_times) == ("07:30;19:30", ("07:30", "19:30"))
+    # Stored empty: the default is applied on read, so a corrected frequency follows it.
+    assert (second.dose_times, second.clock_times) == ("", ("08:00",))
+
+
+@pytest.mark.parametrize(
+    ("frequency", "times", "message"),
+    [
+        ("BID", "08:00", "BID needs 2 time(s), 1 given"),
+        ("QD", "08:00;20:00", "QD needs 1 time(s), 2 given"),
+        ("BID", "20:00;08:00", "strictly increasing"),
+        ("QD", "25:00", "'25:00' is not a 24-hour time HH:MM"),
+    ],
+)
+def test_bad_dose_times_refuse_the_file_naming_column_and_value(frequency, times, message):
+    load_patient()
+    report = run_csv_import(
+        "regimens",
+        (REGIMEN_HEADER + f'MRN-1,2025-01-10T20:00,IR,{frequency},3,"{times}"\n').encode(),
+    )
+    assert not report.ok
+    assert any(
+        f"row 2, column dose_times: value '{times}': " in p and message in p
+        for p in problems(report)
+    ), problems(report)
+    assert not Regimen.objects.exists()
+
+
+def test_a_file_without_the_column_keeps_stored_times_and_refuses_a_mismatching_frequency():
+    load_patient()
+    assert run_csv_import(
+        "regimens", (REGIMEN_HEADER + "MRN-1,2025-01-10T20:00,IR,BID,3,07:00;19:00\n").encode()
+    ).ok
+    old_format = "mrn,effective_at,formulation,frequency,daily_dose_mg\n"
+    report = run_csv_import("regimens", (old_format + "MRN-1,2025-01-10T20:00,IR,BID,4\n").encode())
+    assert report.ok
+    assert Regimen.objects.get().dose_times == "07:00;19:00"
+    report = run_csv_import("regimens", (old_format + "MRN-1,2025-01-10T20:00,IR,QD,4\n").encode())
+    assert not report.ok
+    assert "column dose_times: value '07:00;19:00'" in problems(report)[0]
+    assert Regimen.objects.get().frequency == "BID"
+
+
+def test_regimens_export_appends_dose_times_and_re_imports():
+    load_patient()
+    text = (
+        REGIMEN_HEADER + "MRN-1,2025-01-10T20:00,IR,BID,3,07:30;19:30\n"
+        "MRN-1,2025-03-01T08:00,ER,QD,4,\n"
+    )
+    assert run_csv_import("regimens", text.encode()).ok
+    out = io.StringIO()
+    call_command("export_csv", "regimens", "--as-of", "2026-11-24", stdout=out)
+    header = out.getvalue().splitlines()[0]
+    assert header == (
+        "mrn,effective_at,formulation,frequency,daily_dose_mg,sampling_hours,dose_times"
+    )
+    assert [r["dose_times"] for r in export("regimens")] == ["07:30;19:30", ""]
+    report = run_csv_import("regimens", out.getvalue().encode())
+    assert report.ok and [r.action for r in report.rows] == ["unchanged", "unchanged"]
+
+
+def regimen_post(patient, **overrides):
+    data = {
+        "patient": patient.pk,
+        "effective_at_0": "2025-01-10",
+        "effective_at_1": "20:00",
+        "formulation": "IR",
+        "frequency": "BID",
+        "daily_dose_mg": "3",
+        "sampling_hours": "",
+        "dose_times": "",
+        "note": "",
+        "status": "active",
+        "error_reason": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_admin_stores_dose_times_and_refuses_what_the_import_refuses(staff):
+    patient = load_patient()
+    url = reverse("admin:monitoring_regimen_add")
+    refused = staff.post(url, regimen_post(patient, dose_times="08:00"))
+    assert refused.status_code == 200
+    assert "value &#x27;08:00&#x27;: BID needs 2 time(s), 1 given" in refused.content.decode()
+    assert not Regimen.objects.exists()
+    saved = staff.post(url, regimen_post(patient, dose_times="6:00;18:00"))
+    assert saved.status_code == 302
+    assert Regimen.objects.get().dose_times == "06:00;18:00"
+    listing = staff.get(reverse("admin:monitoring_regimen_changelist"))
+    assert "06:00 / 18:00" in listing.content.decode()
