@@ -150,6 +150,11 @@ class LabResultForm(ErrorReasonMixin, forms.ModelForm):
         value = cleaned.get("value")
         if value is not None and value < 0:
             self.add_error("value", f"value '{value}': must not be negative")
+        elif value is not None and test:
+            try:
+                validation.lab_value(str(value), test=test)
+            except rules.RuleError as exc:
+                self.add_error("value", f"value '{exc.value}': {exc.message}")
         collected = cleaned.get("collected_at")
         if collected:
             try:

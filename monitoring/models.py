@@ -479,6 +479,9 @@ class LabTest(models.TextChoices):
     C3 = "c3", "C3"
     C4 = "c4", "C4"
     ANTI_DSDNA = "anti_dsdna", "Anti-dsDNA"
+    # Covariates of the tacrolimus PK models.
+    HCT = "hct", "Hematocrit"
+    WEIGHT = "weight", "Body weight"
 
 
 class LabResult(ClinicalRecord):

@@ -35,6 +35,15 @@ LAB_UNITS = {
     LabTest.C3: ("g/L", "mg/dL"),
     LabTest.C4: ("g/L", "mg/dL"),
     LabTest.ANTI_DSDNA: ("IU/mL",),
+    LabTest.HCT: ("%",),
+    LabTest.WEIGHT: ("kg",),
+}
+
+# [D] Plausible ranges of the PK covariates: a hematocrit given as a fraction (0.38 L/L) or a
+# weight in grams or pounds would silently change a predicted dose, so it is refused.
+LAB_PLAUSIBLE = {
+    LabTest.HCT: (Decimal("10"), Decimal("70")),
+    LabTest.WEIGHT: (Decimal("0.5"), Decimal("300")),
 }
 
 ASSAY_SPELLINGS = {"LC-MS/MS": Assay.LCMSMS, "LCMS/MS": Assay.LCMSMS, "LC-MSMS": Assay.LCMSMS}
@@ -270,8 +279,15 @@ def lab_unit(test: str, value: object) -> str:
     raise RuleError("unit", text, f"is not a unit for {test} (accepted: {accepted})")
 
 
-def lab_value(value: object, *, decimal_comma: bool = False) -> Decimal:
+def lab_value(value: object, *, decimal_comma: bool = False, test: str | None = None) -> Decimal:
     number = parse_decimal(value, "value", decimal_comma=decimal_comma)
     if number is None:
         raise RuleError("value", _text(value), "is required")
+    if test in LAB_PLAUSIBLE:
+        low, high = LAB_PLAUSIBLE[test]
+        if not low <= number <= high:
+            unit = LAB_UNITS[test][0]
+            raise RuleError(
+                "value", _text(value), f"is not a plausible {test} ({low}–{high} {unit})"
+            )
     return number

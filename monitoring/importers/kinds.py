@@ -603,7 +603,12 @@ class LabImporter(Importer):
             c.errors.append(rules.RuleError("collected_at", "", "is required"))
         test = c(validation.lab_test, row.get("test"))
         unit = c(validation.lab_unit, test, row.get("unit")) if test else None
-        value = c(validation.lab_value, row.get("value"), decimal_comma=self.ctx.decimal_comma)
+        value = c(
+            validation.lab_value,
+            row.get("value"),
+            decimal_comma=self.ctx.decimal_comma,
+            test=test,
+        )
         if value is not None and value > Decimal("100000"):
             c.errors.append(rules.RuleError("value", row.get("value"), "is implausibly large"))
         c.check()

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import csv
 import io
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
 from monitoring.importers import run_csv_import
-from monitoring.models import Patient, Regimen
+from monitoring.models import LabResult, Patient, Regimen
 
 pytestmark = pytest.mark.django_db
 
-PATIENTS = "mrn,family_name,given_name,birth_date,sex,therapy_start\nMRN-1,Doe,Jane,1988-04-12,F,2024-09-01\n"
+PATIENTS = (
+    "mrn,family_name,given_name,birth_date,sex,therapy_start\n"
+    "MRN-1,Doe,Jane,1988-04-12,F,2024-09-01\n"
+)
 REGIMEN_HEADER = "mrn,effective_at,formulation,frequency,daily_dose_mg,dose_times\n"
 
 
@@ -145,3 +149,91 @@ def test_admin_stores_dose_times_and_refuses_what_the_import_refuses(staff):
     assert Regimen.objects.get().dose_times == "06:00;18:00"
     listing = staff.get(reverse("admin:monitoring_regimen_changelist"))
     assert "06:00 / 18:00" in listing.content.decode()
+
+
+# --- hematocrit and body weight -----------------------------------------------------------------
+
+LAB_HEADER = "mrn,collected_at,test,value,unit\n"
+
+
+def test_hematocrit_and_weight_import_with_their_units():
+    patient = load_patient()
+    report = run_csv_import(
+        "labs",
+        (
+            LAB_HEADER + "MRN-1,2025-01-05T08:00,hct,38.5,%\n"
+            "MRN-1,2025-01-05T08:00,WEIGHT,62.4,KG\n"
+            "MRN-1,2025-01-06T08:00,weight,0.5,kg\n"
+            "MRN-1,2025-01-07T08:00,weight,300,kg\n"
+        ).encode(),
+    )
+    assert report.ok, problems(report)
+    stored = sorted((lab.test, lab.value, lab.unit) for lab in patient.labs.all())
+    assert stored == [
+        ("hct", Decimal("38.5"), "%"),
+        ("weight", Decimal("0.5"), "kg"),
+        ("weight", Decimal("62.4"), "kg"),
+        ("weight", Decimal("300"), "kg"),
+    ]
+    assert [(r["test"], r["value"], r["unit"]) for r in export("labs")] == [
+        ("hct", "38.5", "%"),
+        ("weight", "62.4", "kg"),
+        ("weight", "0.5", "kg"),
+        ("weight", "300", "kg"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("test", "value", "unit", "column", "message"),
+    [
+        ("hct", "0.38", "%", "value", "value '0.38': is not a plausible hct (10–70 %)"),
+        ("hct", "71", "%", "value", "value '71': is not a plausible hct (10–70 %)"),
+        ("hct", "9.9", "%", "value", "is not a plausible hct"),
+        ("hct", "38", "L/L", "unit", "value 'L/L': is not a unit for hct (accepted: %)"),
+        ("weight", "0.4", "kg", "value", "value '0.4': is not a plausible weight (0.5–300 kg)"),
+        ("weight", "301", "kg", "value", "is not a plausible weight (0.5–300 kg)"),
+        ("weight", "140", "lb", "unit", "value 'lb': is not a unit for weight (accepted: kg)"),
+    ],
+)
+def test_implausible_or_wrongly_unitised_covariates_refuse_the_file(
+    test, value, unit, column, message
+):
+    load_patient()
+    report = run_csv_import(
+        "labs", (LAB_HEADER + f"MRN-1,2025-01-05T08:00,{test},{value},{unit}\n").encode()
+    )
+    assert not report.ok
+    assert any(f"row 2, column {column}: " in p and message in p for p in problems(report)), (
+        problems(report)
+    )
+    assert not LabResult.objects.exists()
+
+
+def lab_post(patient, **overrides):
+    data = {
+        "patient": patient.pk,
+        "collected_at_0": "2025-01-05",
+        "collected_at_1": "08:00",
+        "test": "hct",
+        "value": "38",
+        "unit": "%",
+        "accession": "",
+        "status": "active",
+        "error_reason": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_admin_offers_the_covariate_tests_and_checks_them_like_the_import(staff):
+    patient = load_patient()
+    url = reverse("admin:monitoring_labresult_add")
+    form = staff.get(url).content.decode()
+    assert '<option value="hct">Hematocrit</option>' in form
+    assert '<option value="weight">Body weight</option>' in form
+    refused = staff.post(url, lab_post(patient, value="0.38"))
+    assert "is not a plausible hct (10–70 %)" in refused.content.decode()
+    assert (
+        staff.post(url, lab_post(patient, test="weight", value="61", unit="kg")).status_code == 302
+    )
+    assert LabResult.objects.get().test == "weight"
