@@ -138,7 +138,7 @@ class PatientAdmin(ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
     ]
     list_select_related = ["latest_level"]
     search_fields = ["mrn", "family_name", "given_name"]
-    list_filter = [AlertFilter, "active", "sex"]
+    list_filter = [AlertFilter, "active", "sex", "cyp3a5_expresser"]
     readonly_fields = ["alerts_display", "assessed_on"]
     inlines = [TargetInline, RegimenInline, LevelInline, DrugInline, LabInline]
     fieldsets = [
@@ -157,6 +157,7 @@ class PatientAdmin(ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
                 ]
             },
         ),
+        ("Pharmacokinetics", {"fields": ["cyp3a5_expresser"]}),
         (
             "Therapy course (36-month clock)",
             {"fields": ["therapy_start", "therapy_end", "anchor_date", "anchor_reason"]},

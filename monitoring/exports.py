@@ -69,6 +69,7 @@ PATIENT_COLUMNS = [
     "height_cm",
     "target_profile",
     "ln_class",
+    "cyp3a5_expresser",
 ]
 REGIMEN_COLUMNS = [
     "mrn",
@@ -178,6 +179,7 @@ def patient_row(result: PatientAssessment) -> list[str]:
         fixed(patient.height_cm, 1),
         first_target.profile.code if first_target else "",
         patient.ln_class,
+        patient.cyp3a5_expresser,
     ]
 
 

@@ -80,6 +80,15 @@ class Sex(models.TextChoices):
     OTHER = "X", "X (unspecified)"
 
 
+class Cyp3a5Expresser(models.TextChoices):
+    """CYP3A5 genotype as the PK models use it: an expresser (*1 carrier) clears
+    tacrolimus faster."""
+
+    YES = "yes", "Yes (expresser)"
+    NO = "no", "No (non-expresser)"
+    UNKNOWN = "unknown", "Unknown"
+
+
 class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=32, unique=True, validators=[MRN_VALIDATOR])
     family_name = models.CharField(max_length=100)
@@ -95,6 +104,13 @@ class Patient(models.Model):
         help_text="Needed for children's eGFR (bedside CKiD).",
     )
     ln_class = models.CharField("LN class", max_length=20, blank=True)
+    cyp3a5_expresser = models.CharField(
+        "CYP3A5 expresser",
+        max_length=7,
+        choices=Cyp3a5Expresser.choices,
+        default=Cyp3a5Expresser.UNKNOWN,
+        help_text="Used by the PK models; unknown: the model's default is used.",
+    )
     active = models.BooleanField(default=True, help_text="Archived patients leave the worklist.")
     therapy_start = models.DateField(
         null=True,

@@ -11,7 +11,16 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 
 from . import rules
-from .models import MRN_VALIDATOR, Assay, Formulation, Frequency, LabTest, LevelStatus, Sex
+from .models import (
+    MRN_VALIDATOR,
+    Assay,
+    Cyp3a5Expresser,
+    Formulation,
+    Frequency,
+    LabTest,
+    LevelStatus,
+    Sex,
+)
 
 RuleError = rules.RuleError
 
@@ -182,6 +191,13 @@ def choice(value: object, field: str, choices: type, *, default: str | None = No
 
 def sex(value: object) -> str:
     return choice(value, "sex", Sex)
+
+
+def cyp3a5_expresser(value: object) -> str:
+    """``yes``, ``no`` or ``unknown`` in any case; empty is unknown."""
+    return choice(
+        _text(value).lower(), "cyp3a5_expresser", Cyp3a5Expresser, default=Cyp3a5Expresser.UNKNOWN
+    )
 
 
 def height_cm(value: object, *, decimal_comma: bool = False) -> Decimal | None:

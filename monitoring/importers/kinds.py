@@ -167,7 +167,14 @@ class Importer:
 class PatientImporter(Importer):
     kind = "patients"
     required = ("mrn", "family_name", "given_name", "birth_date", "sex")
-    optional = ("height_cm", "target_profile", "therapy_start", "therapy_end", "ln_class")
+    optional = (
+        "height_cm",
+        "target_profile",
+        "therapy_start",
+        "therapy_end",
+        "ln_class",
+        "cyp3a5_expresser",
+    )
     derived = computed_columns(PATIENT_COLUMNS, required + optional)
 
     def __init__(self, ctx: Context):
@@ -191,6 +198,9 @@ class PatientImporter(Importer):
             "therapy_end": c(validation.parse_date, row.get("therapy_end"), "therapy_end"),
             "ln_class": (row.get("ln_class") or "").strip(),
         }
+        # A file without the column (the older format) leaves a recorded genotype alone.
+        if "cyp3a5_expresser" in row:
+            values["cyp3a5_expresser"] = c(validation.cyp3a5_expresser, row["cyp3a5_expresser"])
         if values["birth_date"] is None and not c.errors:
             c.errors.append(rules.RuleError("birth_date", "", "is required"))
         for name in ("family_name", "given_name"):

@@ -237,3 +237,73 @@ def test_admin_offers_the_covariate_tests_and_checks_them_like_the_import(staff)
         staff.post(url, lab_post(patient, test="weight", value="61", unit="kg")).status_code == 302
     )
     assert LabResult.objects.get().test == "weight"
+
+
+# --- CYP3A5 expresser status -------------------------------------------------------------------
+
+PATIENT_HEADER = "mrn,family_name,given_name,birth_date,sex,cyp3a5_expresser\n"
+
+
+def test_cyp3a5_status_imports_case_insensitively_defaults_to_unknown_and_exports():
+    report = run_csv_import(
+        "patients",
+        (
+            PATIENT_HEADER + "MRN-1,Doe,Jane,1988-04-12,F,YES\n"
+            "MRN-2,Roe,Ann,1990-01-02,F,No\n"
+            "MRN-3,Poe,Al,1970-05-06,M,\n"
+        ).encode(),
+    )
+    assert report.ok, problems(report)
+    stored = dict(Patient.objects.values_list("mrn", "cyp3a5_expresser"))
+    assert stored == {"MRN-1": "yes", "MRN-2": "no", "MRN-3": "unknown"}
+    assert {r["mrn"]: r["cyp3a5_expresser"] for r in export("patients")} == stored
+    # A patient made without the field at all (admin, older file) is unknown too.
+    assert run_csv_import("patients", PATIENTS.replace("MRN-1", "MRN-4").encode()).ok
+    assert Patient.objects.get(mrn="MRN-4").cyp3a5_expresser == "unknown"
+
+
+def test_a_file_without_the_column_leaves_a_recorded_status_alone():
+    with_column = PATIENTS.replace("therapy_start\n", "therapy_start,cyp3a5_expresser\n")
+    assert run_csv_import("patients", with_column.replace("-01\n", "-01,yes\n").encode()).ok
+    report = run_csv_import("patients", PATIENTS.encode())
+    assert report.ok and [r.action for r in report.rows] == ["unchanged"]
+    assert Patient.objects.get().cyp3a5_expresser == "yes"
+    # An empty cell in a file that has the column says "unknown", and is recorded so.
+    report = run_csv_import("patients", with_column.replace("-01\n", "-01,\n").encode())
+    assert [r.action for r in report.rows] == ["updated"]
+    patient = Patient.objects.get()
+    assert patient.cyp3a5_expresser == "unknown"
+    assert [h.cyp3a5_expresser for h in patient.history.order_by("history_id")] == [
+        "yes",
+        "unknown",
+    ]
+
+
+@pytest.mark.parametrize("value", ["maybe", "1", "*1/*3", "expresser"])
+def test_an_unknown_cyp3a5_value_refuses_the_file_naming_it(value):
+    report = run_csv_import(
+        "patients", (PATIENT_HEADER + f"MRN-1,Doe,Jane,1988-04-12,F,{value}\n").encode()
+    )
+    assert not report.ok
+    assert (
+        f"row 2, column cyp3a5_expresser: value '{value}': is not one of yes, no, unknown"
+        in problems(report)
+    )
+    assert not Patient.objects.exists()
+
+
+def test_admin_shows_cyp3a5_status_and_filters_by_it(client_for):
+    admin = client_for("superuser")
+    report = run_csv_import(
+        "patients",
+        (
+            PATIENT_HEADER + "MRN-1,Doe,Jane,1988-04-12,F,yes\nMRN-2,Roe,Ann,1990-01-02,F,no\n"
+        ).encode(),
+    )
+    assert report.ok
+    patient = Patient.objects.get(mrn="MRN-1")
+    page = admin.get(reverse("admin:monitoring_patient_change", args=[patient.pk])).content.decode()
+    assert '<option value="yes" selected>Yes (expresser)</option>' in page
+    url = reverse("admin:monitoring_patient_changelist")
+    listed = admin.get(url + "?cyp3a5_expresser__exact=yes").content.decode()
+    assert "MRN-1" in listed and "MRN-2" not in listed

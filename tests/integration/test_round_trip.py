@@ -55,10 +55,10 @@ def load_extra() -> None:
     files = {
         "patients": (
             "mrn,family_name,given_name,birth_date,sex,height_cm,target_profile,therapy_start,"
-            "therapy_end,ln_class\n"
+            "therapy_end,ln_class,cyp3a5_expresser\n"
             f"RT-001,Roundtrip,Tess,2012-03-04,F,151.5,ln_induction,{day(300)},{day(-800)},"
-            "III+V\n"
-            "RT-002,Bare,Bo,1970-01-01,M,,,,,\n"
+            "III+V,Yes\n"
+            "RT-002,Bare,Bo,1970-01-01,M,,,,,,\n"
         ),
         "regimens": (
             "mrn,effective_at,formulation,frequency,daily_dose_mg,sampling_hours,dose_times\n"
