@@ -4,14 +4,18 @@ access log."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime, timedelta
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from monitoring.importers import run_csv_import
-from monitoring.models import Patient
+from monitoring.models import AccessLog, Patient
 from monitoring.pk_data import patient_pk_dataset
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +96,54 @@ def test_covariates_come_from_the_records(settings):
         "FEMALE": "1",
         "TDD": "3",
     }
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def run_command(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("pk_dataset", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_the_command_writes_the_data_set_notes_and_an_access_log_row(settings):
+    settings.TIME_ZONE = "UTC"
+    patient = load(troughs=2)
+    out, err = run_command("PK-1")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == [
+        "ID", "TIME", "EVID", "AMT", "DV", "MDV", "II", "ADDL", "SS", "CENS",
+        "HCT", "WT", "CYP3A5", "IR", "FORM", "AGE", "FEMALE", "TDD", "DATETIME",
+    ]  # fmt: skip
+    assert [(r["TIME"], r["EVID"], r["AMT"], r["DV"], r["ADDL"]) for r in rows] == [
+        ("0", "1", "1.5", ".", "27"),
+        ("335.8333", "0", "0", "5", "0"),
+        ("336", "1", "1.5", ".", "13"),
+        ("503.8333", "0", "0", "5.1", "0"),
+    ]
+    # It leaves the site: nothing identifies the patient.
+    assert "PK-1" not in out and "Jane" not in out and "HYPERLINK" not in out
+    assert {r["ID"] for r in rows} == {"1"}
+    assert "note: no hematocrit recorded: the model's default is used" in err.splitlines()
+    log = AccessLog.objects.get()
+    assert (log.patient, log.view_name, log.user) == (patient, "pk_dataset", None)
+    assert log.username.endswith("(manage.py)") and log.path == "manage.py pk_dataset"
+
+
+def test_the_command_writes_to_a_file(settings, tmp_path):
+    settings.TIME_ZONE = "UTC"
+    load()
+    target = tmp_path / "pk.csv"
+    out, _ = run_command("PK-1", "--output", str(target))
+    assert out == ""
+    assert target.read_text(encoding="utf-8").splitlines()[1].startswith("1,0,1,1.5,.,1,12,27,1,")
+    assert AccessLog.objects.count() == 1
+
+
+def test_an_unknown_mrn_is_a_clear_error_with_exit_status_1():
+    with pytest.raises(CommandError) as caught:
+        run_command("NOPE-9")
+    assert str(caught.value) == "mrn: value 'NOPE-9': unknown patient"
+    assert caught.value.returncode == 1
+    assert not AccessLog.objects.exists()
