@@ -80,6 +80,15 @@ class Sex(models.TextChoices):
     OTHER = "X", "X (unspecified)"
 
 
+class Cyp3a5Expresser(models.TextChoices):
+    """CYP3A5 genotype as the PK models use it: an expresser (*1 carrier) clears
+    tacrolimus faster."""
+
+    YES = "yes", "Yes (expresser)"
+    NO = "no", "No (non-expresser)"
+    UNKNOWN = "unknown", "Unknown"
+
+
 class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=32, unique=True, validators=[MRN_VALIDATOR])
     family_name = models.CharField(max_length=100)
@@ -95,6 +104,13 @@ class Patient(models.Model):
         help_text="Needed for children's eGFR (bedside CKiD).",
     )
     ln_class = models.CharField("LN class", max_length=20, blank=True)
+    cyp3a5_expresser = models.CharField(
+        "CYP3A5 expresser",
+        max_length=7,
+        choices=Cyp3a5Expresser.choices,
+        default=Cyp3a5Expresser.UNKNOWN,
+        help_text="Used by the PK models; unknown: the model's default is used.",
+    )
     active = models.BooleanField(default=True, help_text="Archived patients leave the worklist.")
     therapy_start = models.DateField(
         null=True,
@@ -256,6 +272,14 @@ class Regimen(ClinicalRecord):
         blank=True,
         help_text="Expected sampling time after the dose; empty: 12 for BID, 24 for QD.",
     )
+    # Stored as entered; empty means the frequency's defaults, applied on read
+    # (``clock_times``), so a regimen without times follows a corrected frequency.
+    dose_times = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Local dosing clock times, ';'-separated, e.g. 08:00;20:00. "
+        "Empty: 08:00 and 20:00 for BID, 08:00 for QD.",
+    )
     note = models.CharField(max_length=300, blank=True)
     status = models.CharField(
         max_length=16, choices=RecordStatus.choices, default=RecordStatus.ACTIVE
@@ -278,6 +302,11 @@ class Regimen(ClinicalRecord):
 
     def __str__(self) -> str:
         return f"{self.daily_dose_mg} mg/day {self.formulation} {self.frequency}"
+
+    @property
+    def clock_times(self) -> tuple[str, ...]:
+        """The dosing clock times in force: the stored ones, or the frequency's defaults."""
+        return rules.parse_dose_times(self.dose_times, self.frequency)
 
     @property
     def nominal_hours(self) -> Decimal:
@@ -466,6 +495,9 @@ class LabTest(models.TextChoices):
     C3 = "c3", "C3"
     C4 = "c4", "C4"
     ANTI_DSDNA = "anti_dsdna", "Anti-dsDNA"
+    # Covariates of the tacrolimus PK models.
+    HCT = "hct", "Hematocrit"
+    WEIGHT = "weight", "Body weight"
 
 
 class LabResult(ClinicalRecord):
