@@ -111,6 +111,13 @@ class Patient(models.Model):
         default=Cyp3a5Expresser.UNKNOWN,
         help_text="Used by the PK models; unknown: the model's default is used.",
     )
+    pk_model = models.CharField(
+        "PK model",
+        max_length=40,
+        blank=True,
+        help_text="Model for the forecast, among the shipped models that cover the regimen's "
+        "formulation; empty: the site default.",
+    )
     active = models.BooleanField(default=True, help_text="Archived patients leave the worklist.")
     therapy_start = models.DateField(
         null=True,
@@ -354,6 +361,11 @@ class TroughLevel(ClinicalRecord):
     assay = models.CharField(max_length=8, choices=Assay.choices, blank=True, default="")
     accession = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=LevelStatus.choices, default=LevelStatus.FINAL)
+    # A trough the model cannot explain (often a wrong time or a missed dose) may be left out
+    # of the PK fit by a clinician; it stays on the chart and in every table.
+    fit_excluded_reason = models.CharField(
+        "excluded from the PK fit because", max_length=300, blank=True
+    )
 
     # Computed by services.patient_reassess.
     target_low = models.DecimalField(max_digits=6, decimal_places=2, null=True, editable=False)
@@ -619,3 +631,50 @@ class ReportSignoff(models.Model):
 
     def __str__(self) -> str:
         return f"Sign-off of patient {self.patient_id} at {self.reviewed_at}"
+
+
+class ForecastMethod(models.TextChoices):
+    MAP = "map", "Model (MAP-Bayesian, the patient's troughs)"
+    POPULATION = "population", "Model (population only: no usable trough)"
+    PROPORTIONAL = "proportional", "Proportional rule"
+    NONE = "none", "None"
+
+
+class PatientForecast(models.Model):
+    """The stored model-informed forecast of a patient, refitted when a trough, a dose, a
+    covariate or the model changes (never on a page view of a fresh fit). Numbers are
+    floats: they are model estimates, not clinical records, and carry no history."""
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="forecast")
+    stale = models.BooleanField(default=True, help_text="Records changed since the fit.")
+    fitted_at = models.DateTimeField(null=True, blank=True)
+    method = models.CharField(max_length=12, choices=ForecastMethod.choices, default="none")
+    model_id = models.CharField(max_length=40, blank=True)
+    message = models.CharField(max_length=300, blank=True)
+    formulation = models.CharField(max_length=3, blank=True)
+    daily_dose_mg = models.FloatField(null=True, blank=True)
+    doses_per_day = models.PositiveSmallIntegerField(null=True, blank=True)
+    n_troughs_used = models.PositiveIntegerField(default=0)
+    eta = models.JSONField(default=list, blank=True)
+    covariance = models.JSONField(default=list, blank=True)
+    ofv = models.FloatField(null=True, blank=True)
+    cl_individual = models.FloatField(null=True, blank=True)
+    cl_typical = models.FloatField(null=True, blank=True)
+    predicted_trough = models.FloatField(null=True, blank=True)
+    predicted_p10 = models.FloatField(null=True, blank=True)
+    predicted_p90 = models.FloatField(null=True, blank=True)
+    p_in_range = models.FloatField(null=True, blank=True)
+    target_low = models.FloatField(null=True, blank=True)
+    target_high = models.FloatField(null=True, blank=True)
+    suggested_daily_dose_mg = models.FloatField(null=True, blank=True)
+    options = models.JSONField(default=list, blank=True)  # candidate doses
+    covariates_defaulted = models.JSONField(default=list, blank=True)
+    notes = models.JSONField(default=list, blank=True)  # how the records were read
+    residuals = models.JSONField(default=dict, blank=True)  # level id -> [ipred, iwres]
+    curve = models.JSONField(default=dict, blank=True)  # predicted troughs over time, 80 % band
+
+    class Meta:
+        indexes = [models.Index(fields=["stale"])]
+
+    def __str__(self) -> str:
+        return f"Forecast of patient {self.patient_id} ({self.method})"

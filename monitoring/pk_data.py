@@ -86,6 +86,8 @@ class TroughInput:
     comparator: str = ""
     status: str = LevelStatus.FINAL
     reported: str = ""  # as reported, for the notes
+    key: int | None = None  # the stored result's id, carried to its observation row
+    excluded: str = ""  # why a clinician left it out of the fit (empty: used)
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,8 @@ class _Builder:
             when = _local_text(trough.collected_at, self.zone)
             if trough.status not in USED_STATUSES:
                 skipped[trough.status] = skipped.get(trough.status, 0) + 1
+            elif trough.excluded:
+                self.notes.append(f"trough of {when} excluded from the fit: {trough.excluded}")
             elif trough.comparator == ">":
                 self.notes.append(
                     f"trough of {when} not used: reported as {trough.reported or '>'} "
@@ -441,6 +445,7 @@ class _Builder:
             "SS": 0,
             "CENS": 1 if trough.comparator == "<" else 0,
             "_regimen": self.regimen_at(trough.collected_at),
+            "_level": trough.key,
         }
 
     # --- covariates ---------------------------------------------------------------------------
@@ -526,6 +531,8 @@ def patient_pk_dataset(patient: Patient) -> PkDataSet:
             t.comparator,
             t.status,
             f"{t.reported_value} {t.reported_unit}",
+            key=t.pk,
+            excluded=t.fit_excluded_reason,
         )
         for t in patient.levels.all()
     ]
