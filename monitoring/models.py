@@ -678,3 +678,19 @@ class PatientForecast(models.Model):
 
     def __str__(self) -> str:
         return f"Forecast of patient {self.patient_id} ({self.method})"
+
+
+class ForecastCheckRun(models.Model):
+    """The result of ``manage.py forecast_check``: how well each method predicted each
+    trough from the earlier ones (no patient data: counts and percentages only)."""
+
+    run_at = models.DateTimeField(auto_now_add=True)
+    patients = models.PositiveIntegerField()
+    seconds = models.FloatField()
+    rows = models.JSONField(default=list)  # scope, method, n, median errors, within ±20 %
+
+    class Meta:
+        ordering = ["-run_at"]
+
+    def __str__(self) -> str:
+        return f"Forecast check of {self.run_at:%Y-%m-%d %H:%M} ({self.patients} patients)"

@@ -41,16 +41,18 @@ def predict_each_from_earlier(
     population = Simulation(model, subject, np.zeros((1, len(model.eta_names))))
     population_values = population.concentrations()[0]
     results = []
+    previous_eta = None
     for position in range(1, len(observed)):
         record = observed[position]
-        if subject.cens[record]:
+        if subject.cens[record] or subject.dv[record] <= 0:
             continue  # a result below the limit has no error to measure
         earlier = subject.dv.copy()
         earlier[observed[position:]] = np.nan
         history = replace(subject, dv=earlier)  # same records: the dose schedule is shared
-        fitted = fit(model, history)
+        fitted = fit(model, history, start=previous_eta)
         map_value = None
         if fitted.converged:
+            previous_eta = fitted.eta
             map_value = float(
                 Simulation(model, history, fitted.eta[None, :]).concentrations([record])[0, 0]
             )

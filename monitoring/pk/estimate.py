@@ -167,8 +167,11 @@ def _stationary(eta, gradient, lower, upper) -> bool:
     return bool(np.all(np.isfinite(gradient)) and np.max(np.abs(projected)) < GRADIENT_TOLERANCE)
 
 
-def fit(model: Model, subject: Subject) -> FitResult:
-    """MAP estimate of η for one subject, with the posterior covariance (FOCE-I's ETC)."""
+def fit(model: Model, subject: Subject, start: np.ndarray | None = None) -> FitResult:
+    """MAP estimate of η for one subject, with the posterior covariance (FOCE-I's ETC).
+
+    ``start``: where to begin instead of η = 0 (e.g. the estimate from one trough fewer);
+    η = 0 and the other starts follow if it does not converge."""
     target = Objective(model, subject)
     n = len(model.eta_names)
     sd = np.sqrt(np.diag(model.omega))
@@ -179,9 +182,12 @@ def fit(model: Model, subject: Subject) -> FitResult:
     else:
         best: _Minimum | None = None
         tried = 0
-        for start in _starts(model):
+        starts = _starts(model)
+        if start is not None:
+            starts.insert(0, np.clip(np.asarray(start, float), -BOUND_SD * sd, BOUND_SD * sd))
+        for begin in starts:
             tried += 1
-            found = _minimise(target, start, bounds)
+            found = _minimise(target, begin, bounds)
             if best is None or found.value < best.value:
                 best = found
             if best.converged and not best.on_bound:
