@@ -129,7 +129,9 @@ def _minimise(target: Objective, start: np.ndarray, bounds: list[tuple[float, fl
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
-        options={"maxiter": 1000, "ftol": 1e-14, "gtol": 1e-8, "maxls": 50},
+        # gtol in OFV units: scoring has usually brought the gradient below it already, so
+        # L-BFGS-B confirms the minimum in one evaluation; from a poor start it does the work.
+        options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-4, "maxls": 50},
     )
     eta, message = result.x, str(result.message)
     value, gradient = target.value_and_gradient(eta)
@@ -266,28 +268,36 @@ def posterior_covariance(target: Objective, eta: np.ndarray) -> np.ndarray:
 
 def scoring(target: Objective, start: np.ndarray, lower, upper, iterations: int = 12):
     """Fisher-scoring steps from ``start``: lands next to the minimum in a few batches, so
-    that L-BFGS-B, which has the last word, needs only a few steps more."""
+    that L-BFGS-B, which has the last word, needs only a few steps more.
+
+    Each batch holds a candidate and its forward-difference neighbours: an accepted step
+    costs one simulation call, its gradient and information included."""
+    n = len(start)
     eta = np.asarray(start, float).copy()
-    n = len(eta)
-    for _ in range(iterations):
-        batch = np.vstack([eta, eta + np.eye(n) * FORWARD_STEP])
+
+    def evaluate(point):
+        batch = np.vstack([point, point + np.eye(n) * FORWARD_STEP])
         predictions = target.predictions(batch)
         values = target.values(batch, predictions)
+        return values, predictions
+
+    values, predictions = evaluate(eta)
+    for _ in range(iterations):
         if not np.all(np.isfinite(values)):
             break
         gradient = (values[1:] - values[0]) / FORWARD_STEP
         jacobian = ((predictions[1:] - predictions[0]) / FORWARD_STEP).T
         step = -np.linalg.solve(2 * information(target, predictions[0], jacobian), gradient)
+        if abs(gradient @ step) < 1e-10:
+            break  # the predicted decrease is below what the OFV can resolve
         length = 1.0
-        while length > 1e-3:
+        while length > 0.03:
             candidate = np.clip(eta + length * step, lower, upper)
-            if target.values(candidate[None, :])[0] < values[0]:
+            new_values, new_predictions = evaluate(candidate)
+            if np.isfinite(new_values[0]) and new_values[0] < values[0]:
                 break
             length /= 2
         else:
             break
-        moved = np.max(np.abs(candidate - eta))
-        eta = candidate
-        if moved < 1e-7:
-            break
+        eta, values, predictions = candidate, new_values, new_predictions
     return eta
