@@ -195,10 +195,18 @@ class _Builder:
         self.patient = patient
         self.zone = zone
         self.notes: list[str] = []
-        ordered = sorted(regimens, key=lambda r: r.effective_at)
-        self.regimens = [
-            _Regimen(r, _first_dose_at_or_after(r, zone, r.effective_at)) for r in ordered
+        ordered = [
+            _Regimen(r, _first_dose_at_or_after(r, zone, r.effective_at))
+            for r in sorted(regimens, key=lambda r: r.effective_at)
         ]
+        # A regimen whose successor's first dose comes no later than its own never applied
+        # (e.g. BID from 07:00, then QD at 08:00 from 07:30): leave it out, so the first-dose
+        # times stay in order for the look-ups below.
+        kept: list[_Regimen] = []
+        for r in reversed(ordered):
+            if not kept or r.applies_at < kept[-1].applies_at:
+                kept.append(r)
+        self.regimens = kept[::-1]
         self.applies = [r.applies_at for r in self.regimens]
         self.troughs = self._usable(sorted(troughs, key=lambda t: t.collected_at))
         self.labs = {
@@ -364,23 +372,29 @@ class _Builder:
         21:00), one run per clock time (II 24) is shorter, and is used when it is."""
         obs_times = [at for at, _ in observations]
         blocks: list[list[_Dose]] = []
+        seen = 0  # troughs at or before the current dose (both lists are in time order)
         for dose in doses:
+            before = seen
+            while seen < len(obs_times) and obs_times[seen] <= dose.at:
+                seen += 1
             block = blocks[-1] if blocks else None
             if (
                 block
+                and seen == before  # no trough since the block's last dose
                 and not dose.moved
                 and not dose.ss
                 and not block[-1].moved
                 and dose.regimen == block[-1].regimen
                 and dose.amount == block[-1].amount
-                and bisect.bisect_right(obs_times, dose.at)
-                == bisect.bisect_right(obs_times, block[-1].at)
             ):
                 block.append(dose)
             else:
                 blocks.append([dose])
         for block in blocks:
             whole = self._greedy(block)
+            if len(whole) <= 2:
+                yield from whole
+                continue
             by_clock = self._by_clock(block)
             yield from whole if len(whole) <= len(by_clock) else by_clock
 

@@ -278,3 +278,25 @@ def test_csv_has_the_columns_dots_for_missing_dv_and_empty_missing_covariates():
         "1,0,1,1.5,.,1,12,27,1,0,,,0,1,IR,35,1,3,2026-01-18T08:00:00Z",
         "1,335.8333,0,0,5.2,0,0,0,0,0,,,0,1,IR,35,1,3,2026-02-01T07:50:00Z",
     ]
+
+
+def test_a_regimen_replaced_before_its_first_dose_never_applies():
+    # BID 10 mg at 09:00 and 21:00 from 07:00 on the 25th would first dose at 09:00, but ER QD
+    # from 07:30 doses at 08:00 first: the BID 10 mg regimen never applies.
+    regimens = [
+        BID_3,
+        regimen("2026-01-25T07:00", "10", times=("09:00", "21:00")),
+        regimen("2026-01-25T07:30", "4", "QD", "ER"),
+    ]
+    troughs = [trough("2026-02-01T07:50", "2026-01-31T08:00")]
+    dataset = build_dataset(PATIENT, regimens, troughs, zone=UTC)
+    assert summary(dataset.rows) == [
+        ("0", 1, "1.5", "12", 13, 1),
+        ("168", 1, "4", "24", 6, 0),
+        OBS_FEB_1,
+    ]
+    assert [(r["FORM"], r["TDD"]) for r in dataset.rows] == [
+        ("IR", Decimal("3")),
+        ("ER", Decimal("4")),
+        ("ER", Decimal("4")),
+    ]
