@@ -136,11 +136,15 @@ def patient_forecast_fields(patient: Patient, target: tuple[float, float]) -> di
             "notes": dataset.notes,
         }
 
-    latest = {name: float(subject.covariates[name][-1]) for name in model.covariates}
-    if "IR" in latest:
-        latest["IR"] = 1.0 if regimen.formulation == Formulation.IR else 0.0
-    last_row = dataset.rows[-1] if dataset.rows else {}
-    defaulted = [name for name in model.covariates if name != "IR" and last_row.get(name) is None]
+    # The covariates now (latest labs, the regimen in force), not those of the last trough.
+    latest, defaulted = {}, []
+    for name, covariate in model.covariates.items():
+        value = dataset.current.get(name)
+        if value is None:
+            defaulted.append(name)
+            latest[name] = covariate.default
+        else:
+            latest[name] = float(value)
     outlook = forecast(
         model,
         result,

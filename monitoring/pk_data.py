@@ -112,6 +112,8 @@ class PkDataSet:
 
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The covariates now (the latest labs, the regimen in force): what a forecast uses.
+    current: dict = field(default_factory=dict)
 
 
 # --- the reconstruction ------------------------------------------------------------------------
@@ -360,7 +362,10 @@ class _Builder:
             row["TIME"] = _round(_hours(at - origin), TIME_PLACES)
             row.update(self._covariates(at, row.pop("_regimen")))
             row["DATETIME"] = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            rows.append({column: row.get(column) for column in COLUMNS})
+            kept = {column: row.get(column) for column in COLUMNS}
+            if "_level" in row:  # which stored result an observation is (not written out)
+                kept["_level"] = row["_level"]
+            rows.append(kept)
         self._covariate_notes(records[0][0], records[-1][0])
         return PkDataSet(rows, self.notes)
 
@@ -511,11 +516,15 @@ def build_dataset(
     labs: Sequence[LabInput] = (),
     *,
     zone: tzinfo | None = None,
+    now: datetime | None = None,
 ) -> PkDataSet:
-    """The data set of one patient from plain inputs (pure: no database)."""
-    return _Builder(
-        patient, regimens, troughs, labs, zone or timezone.get_current_timezone()
-    ).build()
+    """The data set of one patient from plain inputs (pure: no database). ``now``: the
+    moment of ``current`` (the covariates a forecast uses), default the present."""
+    builder = _Builder(patient, regimens, troughs, labs, zone or timezone.get_current_timezone())
+    dataset = builder.build()
+    moment = now or timezone.now()
+    dataset.current = builder._covariates(moment, builder.regimen_at(moment))
+    return dataset
 
 
 # --- from the database, and to a file ------------------------------------------------------------

@@ -24,6 +24,7 @@ from .models import (
     LabResult,
     LevelStatus,
     Patient,
+    PatientForecast,
     RecordStatus,
     Regimen,
     Source,
@@ -134,14 +135,40 @@ def forecasts_after_change(results: list[PatientAssessment]) -> None:
         return
     if len(results) <= forecasting.SYNCHRONOUS_LIMIT:
         forecasting.patients_refit(
-            [r.records.patient for r in results],
-            {
-                r.records.patient.pk: (float(r.current_target.low), float(r.current_target.high))
-                for r in results
-            },
+            [r.records.patient for r in results], {r.records.patient.pk: _band(r) for r in results}
         )
     else:
         forecasting.patients_mark_forecast_stale(r.records.patient.pk for r in results)
+
+
+def _band(assessment: PatientAssessment) -> tuple[float, float]:
+    return float(assessment.current_target.low), float(assessment.current_target.high)
+
+
+def patient_forecast(patient: Patient, assessment: PatientAssessment):
+    """The stored forecast for a page; fitted now only if missing or stale (a large
+    import marked it): once, then stored. None where forecasts are switched off."""
+    if not settings.PK_FORECASTS:
+        return None
+    stored = PatientForecast.objects.filter(patient=patient).first()
+    if stored is None or stored.stale:
+        forecasting.patients_refit([patient], {patient.pk: _band(assessment)})
+        stored = PatientForecast.objects.get(patient=patient)
+    return stored
+
+
+def patients_refit_stale() -> int:
+    """Refit every active patient's missing or stale forecast (the daily refresh)."""
+    if not settings.PK_FORECASTS:
+        return 0
+    stale = Patient.objects.filter(active=True).filter(
+        Q(forecast__isnull=True) | Q(forecast__stale=True)
+    )
+    count = 0
+    for patient in stale.iterator(chunk_size=200):
+        forecasting.patients_refit([patient], {patient.pk: _band(patient_assess(patient))})
+        count += 1
+    return count
 
 
 def patients_refresh_summaries(patients: Iterable[Patient]) -> None:
