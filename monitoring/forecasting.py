@@ -153,7 +153,7 @@ def patient_forecast_fields(patient: Patient, target: tuple[float, float]) -> di
         doses_per_day=fields["doses_per_day"],
         target=target,
     )
-    levels = [row.get("_level") for row in observed]
+    levels = dataset.levels
     residuals = {
         str(level): [float(ipred), float(iwres)]
         for level, ipred, iwres in zip(levels, result.ipred, result.iwres, strict=True)

@@ -114,6 +114,8 @@ class PkDataSet:
     notes: list[str] = field(default_factory=list)
     # The covariates now (the latest labs, the regimen in force): what a forecast uses.
     current: dict = field(default_factory=dict)
+    # The stored result of each observation row, in order (not written out).
+    levels: list = field(default_factory=list)
 
 
 # --- the reconstruction ------------------------------------------------------------------------
@@ -357,17 +359,16 @@ class _Builder:
         records += [(at, 1, self._observation_row(t)) for at, t in observations]
         records.sort(key=lambda r: (r[0], r[1]))
         origin = records[0][0]
-        rows = []
+        rows, levels = [], []
         for at, _kind, row in records:
             row["TIME"] = _round(_hours(at - origin), TIME_PLACES)
             row.update(self._covariates(at, row.pop("_regimen")))
             row["DATETIME"] = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            kept = {column: row.get(column) for column in COLUMNS}
-            if "_level" in row:  # which stored result an observation is (not written out)
-                kept["_level"] = row["_level"]
-            rows.append(kept)
+            rows.append({column: row.get(column) for column in COLUMNS})
+            if row["EVID"] == 0:
+                levels.append(row.get("_level"))
         self._covariate_notes(records[0][0], records[-1][0])
-        return PkDataSet(rows, self.notes)
+        return PkDataSet(rows, self.notes, levels=levels)
 
     def _runs(
         self, doses: list[_Dose], observations: list[tuple[datetime, TroughInput]]
