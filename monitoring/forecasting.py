@@ -218,3 +218,45 @@ def patients_mark_forecast_stale(patient_ids: Iterable[int]) -> None:
     PatientForecast.objects.bulk_create(
         [PatientForecast(patient_id=i, stale=True) for i in ids if i not in existing]
     )
+
+
+FORECAST_COLUMNS = [
+    "mrn",
+    "model",
+    "formulation",
+    "daily_dose_mg",
+    "n_troughs_used",
+    "cl_individual",
+    "cl_typical",
+    "predicted_trough",
+    "predicted_p10",
+    "predicted_p90",
+    "p_in_range",
+    "suggested_daily_dose_mg",
+    "covariates_defaulted",
+]
+
+
+def _fixed(value: float | None, places: int) -> str:
+    return "" if value is None else f"{value:.{places}f}"
+
+
+def forecast_row(patient: Patient, stored: PatientForecast | None) -> list[str]:
+    """One export row; only the patient's MRN where no model forecast applies."""
+    if stored is None or stored.method not in (ForecastMethod.MAP, ForecastMethod.POPULATION):
+        return [patient.mrn, "", stored.formulation if stored else ""] + [""] * 10
+    return [
+        patient.mrn,
+        stored.model_id,
+        stored.formulation,
+        _fixed(stored.daily_dose_mg, 1),
+        str(stored.n_troughs_used),
+        _fixed(stored.cl_individual, 2),
+        _fixed(stored.cl_typical, 2),
+        _fixed(stored.predicted_trough, 2),
+        _fixed(stored.predicted_p10, 2),
+        _fixed(stored.predicted_p90, 2),
+        _fixed(stored.p_in_range, 3),
+        _fixed(stored.suggested_daily_dose_mg, 1),
+        ";".join(stored.covariates_defaulted),
+    ]
