@@ -169,11 +169,14 @@ def _stationary(eta, gradient, lower, upper) -> bool:
     return bool(np.all(np.isfinite(gradient)) and np.max(np.abs(projected)) < GRADIENT_TOLERANCE)
 
 
-def fit(model: Model, subject: Subject, start: np.ndarray | None = None) -> FitResult:
+def fit(
+    model: Model, subject: Subject, start: np.ndarray | None = None, *, posterior: bool = True
+) -> FitResult:
     """MAP estimate of η for one subject, with the posterior covariance (FOCE-I's ETC).
 
     ``start``: where to begin instead of η = 0 (e.g. the estimate from one trough fewer);
-    η = 0 and the other starts follow if it does not converge."""
+    η = 0 and the other starts follow if it does not converge. ``posterior=False`` skips
+    the covariance (NaN) where only the estimate is wanted (the forecast check)."""
     target = Objective(model, subject)
     n = len(model.eta_names)
     sd = np.sqrt(np.diag(model.omega))
@@ -204,7 +207,12 @@ def fit(model: Model, subject: Subject, start: np.ndarray | None = None) -> FitR
         else:
             message = f"did not converge after {tried} starts: {best.message}"
 
-    cov = posterior_covariance(target, eta) if len(target.dv) else model.omega.copy()
+    if not len(target.dv):
+        cov = model.omega.copy()
+    elif posterior:
+        cov = posterior_covariance(target, eta)
+    else:
+        cov = np.full((n, n), np.nan)
     ipred = target.predictions(eta[None, :])[0]
     pred = target.predictions(np.zeros((1, n)))[0]
     iwres = (target.dv - ipred) / np.sqrt(residual_variance(model, ipred))
