@@ -88,28 +88,59 @@ def _series(z: np.ndarray, m: int, terms: int) -> np.ndarray:
 
 def coupling(m: int, k: np.ndarray, mu: np.ndarray, t: np.ndarray) -> np.ndarray:
     """I_m(μ, t) for arrays of equal shape (k and μ broadcast to t)."""
+    return couplings(m + 1, k, mu, t)[m]
+
+
+def couplings(count: int, k: np.ndarray, mu: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """I_0 … I_{count−1} at once: (count, *shape). Most points lie where z = (k+μ)t is
+    large, and there all orders share one pass (one exp each, the partial sums of e^z
+    grown term by term); the few points elsewhere are done order by order."""
     k, mu, t = np.broadcast_arrays(k, mu, t)
     d = k + mu
     z = d * t
+    result = np.empty((count,) + t.shape)
+    # P(m+1, z) = 1 − e^{−z} Σ_{i≤m} z^i/i! (integer order): accurate for z ≥ m + 2,
+    # where P > 0.6; the highest order needs the largest z, so it decides for all.
+    above = z >= count + 1.0
+    if above.any():
+        za = z[above]
+        ratio = k[above] / d[above]
+        decay = np.exp(-za)
+        modes = np.exp(mu[above] * t[above])
+        term = np.ones_like(za)
+        partial = term.copy()
+        power = ratio.copy()
+        for m in range(count):
+            if m:
+                term = term * za / m
+                partial = partial + term
+                power = power * ratio
+            result[m][above] = power * modes * (1.0 - decay * partial)
+    rest = ~above
+    if rest.any():
+        for m in range(count):
+            result[m][rest] = _coupling_rest(m, k[rest], mu[rest], t[rest], z[rest])
+    return result
+
+
+def _coupling_rest(m, k, mu, t, z) -> np.ndarray:
+    """I_m where z < count + 1: the series near zero, the closed forms below it."""
     kt = k * t
     result = np.empty_like(t)
     # Near zero, and below the closed form's cancellation zone: the series (positive terms
     # for z > 0, so no cancellation; 30 terms reach 1e-16 for z < m + 2 up to m = 10).
     near = (z > -1.0) & (z < m + 2.0)
     if near.any():
-        kn, tn = k[near], t[near]
-        result[near] = (kn * tn) ** (m + 1) * np.exp(-kt[near]) * _series(z[near], m, 30)
+        result[near] = (k[near] * t[near]) ** (m + 1) * np.exp(-kt[near]) * _series(z[near], m, 30)
     above = z >= m + 2.0
     if above.any():
-        # The regularised incomplete gamma function of integer order m+1 is the finite sum
-        # P(m+1, z) = 1 − e^{−z} Σ_{i≤m} z^i/i!, accurate here since P > 0.6 for z ≥ m + 2.
         za = z[above]
         term = np.ones_like(za)
         partial = term.copy()
         for i in range(1, m + 1):
             term = term * za / i
             partial = partial + term
-        ratio = k[above] / d[above]
+        ratio = k[above] / (za / t[above])
         result[above] = (
             ratio ** (m + 1) * np.exp(mu[above] * t[above]) * (1.0 - np.exp(-za) * partial)
         )
@@ -153,8 +184,8 @@ def flow(system: System, records: np.ndarray, t: np.ndarray) -> np.ndarray:
     into_central = w_inv[..., :, 0]  # how a unit into the central compartment loads each mode
     t_modes = np.broadcast_to(t[..., None], mu.shape)
     k_modes = np.broadcast_to(k[..., None], mu.shape)
-    for m in range(n_chain):
-        loaded = into_central * coupling(m, k_modes, mu, t_modes)
+    for m, integral in enumerate(couplings(n_chain, k_modes, mu, t_modes)):
+        loaded = into_central * integral
         out[..., n_chain:, n_chain - 1 - m] = np.matmul(w, loaded[..., None])[..., 0]
     return out
 
