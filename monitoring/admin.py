@@ -4,6 +4,7 @@ them entered-in-error with a reason (an inline status, or the changelist action)
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -12,6 +13,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from . import rules, services
+from .audit import log_access, log_bulk_access
 from .forms import (
     ConcomitantDrugForm,
     ErrorReasonForm,
@@ -42,6 +44,55 @@ class NoDeleteMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class AccessLoggedMixin:
+    """The back office shows patient data as much as the front office does: each change
+    page (a form re-shown with errors too), each history page and each list page shown is
+    written to the access log as ``admin <model>``, ``admin <model> history`` and ``admin
+    <model> list`` (one row per patient listed, plus the search and filters, if any)."""
+
+    def _access_name(self) -> str:
+        return f"admin {self.model._meta.model_name}"
+
+    @staticmethod
+    def _patient_id(obj) -> int:
+        return obj.pk if isinstance(obj, Patient) else obj.patient_id
+
+    def _log_object(self, request: HttpRequest, response, object_id, what: str) -> None:
+        if response.status_code != 200 or object_id is None:
+            return
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None:
+            log_access(request, self._patient_id(obj), what)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        self._log_object(request, response, object_id, self._access_name())
+        return response
+
+    def history_view(self, request, object_id, extra_context=None):
+        response = super().history_view(request, object_id, extra_context)
+        self._log_object(request, response, object_id, f"{self._access_name()} history")
+        return response
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        response = super().history_form_view(request, object_id, version_id, extra_context)
+        self._log_object(request, response, object_id, f"{self._access_name()} history")
+        return response
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        if response.status_code == 200 and "cl" in context:
+            shown = dict.fromkeys(self._patient_id(obj) for obj in context["cl"].result_list)
+            search = "; ".join(
+                f"{key}={value}"
+                for key, value in request.GET.items()
+                if key not in ("p", "o") and value
+            )
+            log_bulk_access(request, shown, f"{self._access_name()} list", search=search)
+        return response
 
 
 class ReassessOnSaveMixin:
@@ -126,7 +177,7 @@ def badge_list(codes: list[str]) -> str:
 
 
 @admin.register(Patient)
-class PatientAdmin(ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
+class PatientAdmin(AccessLoggedMixin, ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
     list_display = [
         "mrn",
         "family_name",
@@ -224,7 +275,7 @@ class MarkInErrorAction:
 
 
 class ClinicalRecordAdmin(
-    MarkInErrorAction, ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin
+    AccessLoggedMixin, MarkInErrorAction, ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin
 ):
     list_select_related = ["patient"]
     search_fields = ["patient__mrn", "patient__family_name"]
@@ -302,7 +353,9 @@ class LabResultAdmin(ClinicalRecordAdmin):
 
 
 @admin.register(TargetAssignment)
-class TargetAssignmentAdmin(ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
+class TargetAssignmentAdmin(
+    AccessLoggedMixin, ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin
+):
     list_display = ["patient", "profile", "effective_from", "low_override", "high_override"]
     autocomplete_fields = ["patient"]
 

@@ -499,14 +499,20 @@ class AccessLog(models.Model):
     """Who opened which patient's page, report or history, and when (monitoring.audit).
 
     Rows are only ever added; the user's name is kept as text too, so the trail survives a
-    renamed or removed account."""
+    renamed or removed account. A search is a row of its own, without a patient, whose
+    ``detail`` holds what was searched for (it was a look whether or not it found anyone)."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     username = models.CharField(max_length=150)
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")
+    patient = models.ForeignKey(
+        Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     view_name = models.CharField(max_length=40, help_text="What was opened: patient, report…")
+    detail = models.CharField(
+        max_length=200, blank=True, help_text="The search or filters of a list or export"
+    )
     path = models.CharField(max_length=200, blank=True)
     at = models.DateTimeField(default=timezone.now)
     ip = models.GenericIPAddressField("IP address", null=True, blank=True)
@@ -519,6 +525,8 @@ class AccessLog(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.patient_id is None:
+            return f"{self.username} ran {self.view_name} ({self.detail}) at {self.at}"
         return f"{self.username} opened {self.view_name} of patient {self.patient_id} at {self.at}"
 
 

@@ -25,7 +25,7 @@ from ..rules import RuleError
 
 HISTORY_PAGE_SIZE = 100
 ACCESS_PAGE_SIZE = 100
-ACCESS_COLUMNS = ["at", "username", "mrn", "view", "path", "ip"]
+ACCESS_COLUMNS = ["at", "username", "mrn", "view", "detail", "path", "ip"]
 
 
 def superuser_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -142,8 +142,9 @@ def _csv_lines(rows: QuerySet[AccessLog]) -> Iterator[str]:
             [
                 timezone.localtime(row.at).isoformat(timespec="seconds"),
                 _cell(row.username),
-                _cell(row.patient.mrn),
+                _cell(row.patient.mrn if row.patient else ""),
                 _cell(row.view_name),
+                _cell(row.detail),
                 _cell(row.path),
                 row.ip or "",
             ]

@@ -650,6 +650,7 @@ def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required(
     ["monitoring.view_patient", "monitoring.add_troughlevel"], raise_exception=True
 )
+@logs_access("patient")  # its answers show the patient's troughs
 def level_add(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient, pk=pk)
     state = PageState.from_request(request)
@@ -678,6 +679,7 @@ def _render_add_form(
 @permission_required(
     ["monitoring.view_patient", "monitoring.change_troughlevel"], raise_exception=True
 )
+@logs_access("patient")  # its answers show the patient's troughs
 def level_last_dose(request: HttpRequest, pk: int, level_pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient, pk=pk)
     level = _level_of(patient, level_pk)
@@ -717,6 +719,7 @@ def level_last_dose(request: HttpRequest, pk: int, level_pk: int) -> HttpRespons
 @permission_required(
     ["monitoring.view_patient", "monitoring.change_troughlevel"], raise_exception=True
 )
+@logs_access("patient")  # its answers show the patient's troughs
 def level_mark_error(request: HttpRequest, pk: int, level_pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient, pk=pk)
     level = _level_of(patient, level_pk)

@@ -36,8 +36,8 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from .. import charts, config, rules, services
 from ..assessment import PatientAssessment, with_metrics_window
-from ..audit import client_ip, logs_access
-from ..models import AccessLog, Patient, RecordStatus, ReportSignoff
+from ..audit import log_bulk_access, logs_access
+from ..models import Patient, RecordStatus, ReportSignoff
 from . import worklist as worklist_views
 from .patient import (
     DEFAULT_WINDOW_MONTHS,
@@ -535,6 +535,7 @@ def patient_report(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required(
     ["monitoring.view_patient", "monitoring.sign_off_report"], raise_exception=True
 )
+@logs_access("report")  # a refused sign-off shows the report again
 def report_sign_off(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient, pk=pk)
     period = Period.from_request(request)
@@ -546,26 +547,6 @@ def report_sign_off(request: HttpRequest, pk: int) -> HttpResponse:
     )
     messages.success(request, "Interpretation saved and signed off.")
     return redirect(_report_url(patient, period) + "#signoff")
-
-
-def _log_batch_access(request: HttpRequest, patients: list[Patient]) -> None:
-    """One access-log row per patient printed, in one insert (``audit.log_access`` writes
-    one row per call)."""
-    user = request.user
-    ip = client_ip(request)
-    AccessLog.objects.bulk_create(
-        [
-            AccessLog(
-                user=user,
-                username=user.get_username(),
-                patient_id=p.pk,
-                view_name="report",
-                path=request.path[:200],
-                ip=ip,
-            )
-            for p in patients
-        ]
-    )
 
 
 @require_safe
@@ -589,7 +570,7 @@ def batch_report(request: HttpRequest) -> HttpResponse:
         for assessment in services.patients_assess(listed)
     ]
     if listed:
-        _log_batch_access(request, listed)
+        log_bulk_access(request, [p.pk for p in listed], "report")
     printed_at, printed_by = _printed_line(request)
     worklist_query = request.GET.copy()
     worklist_query.pop("period", None)

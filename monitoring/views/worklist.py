@@ -31,6 +31,7 @@ from django.views.decorators.vary import vary_on_headers
 
 from .. import config, rules, services
 from ..alert_text import AlertText, alert_texts, next_action
+from ..audit import log_bulk_access
 from ..exports import fixed, iso
 from ..models import Patient, TroughLevel
 from ..selectors import worklist_patients
@@ -110,6 +111,14 @@ class WorklistFilters(forms.Form):
         choices=_choices("any timing", TIMING_BADGE),
         widget=forms.Select(attrs={"id": "worklist-timing"}),
     )
+
+    def search_text(self) -> str:
+        """What the user searched and filtered for, as typed, for the access log."""
+        return "; ".join(
+            f"{name}={str(self.data.get(name, '')).strip()}"
+            for name in self.fields
+            if str(self.data.get(name, "")).strip()
+        )
 
     def selection(self) -> dict[str, str]:
         """The selector's arguments from the fields that are valid (invalid ones: no filter)."""
@@ -236,6 +245,11 @@ def worklist(request: HttpRequest) -> HttpResponse:
     filters, patients, today = _filtered(request)
     thresholds = config.load_thresholds()
     page = Paginator(patients, PAGE_SIZE).get_page(request.GET.get("page"))
+    # Every request of the list is a look at the patients it shows (fragments too: each
+    # search or page shows other patients), and a search is on record even if it finds nobody.
+    log_bulk_access(
+        request, [p.pk for p in page.object_list], "worklist", search=filters.search_text()
+    )
     context = {
         "filters": filters,
         "filtered": any(filters.selection().values()),
@@ -286,7 +300,13 @@ def _export_lines(patients: QuerySet[Patient], today: date) -> Iterator[str]:
 @permission_required("monitoring.view_patient", raise_exception=True)
 def worklist_export(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered worklist (every page, same order) as CSV."""
-    _, patients, today = _filtered(request)
+    filters, patients, today = _filtered(request)
+    log_bulk_access(
+        request,
+        patients.values_list("pk", flat=True),
+        "worklist export",
+        search=filters.search_text(),
+    )
     response = StreamingHttpResponse(_export_lines(patients, today), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="worklist-{today:%Y-%m-%d}.csv"'
     return response
