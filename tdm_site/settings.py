@@ -166,20 +166,25 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
-# Login lockout (django-axes): after LOGIN_FAILURE_LIMIT failed logins for one username, or
-# from one client address, further attempts are refused for LOGIN_COOLOFF_MINUTES (the page
-# says so, with status 429); a successful login clears that user's and address's failures.
+# Login lockout (django-axes, policy in monitoring.lockout): after LOGIN_FAILURE_LIMIT failed
+# logins for one username (from any address), or LOGIN_ADDRESS_FAILURE_LIMIT failures from one
+# client address (any accounts: a clinic behind one NAT shares it), further attempts are
+# refused for LOGIN_COOLOFF_MINUTES (the page says so, with status 429). A successful login
+# clears that user's own failures only; every failure stays in axes' AccessFailureLog.
 # Staff can lift a lockout at once with `manage.py axes_reset_username NAME` (docs/security.md).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # must be first: refuses locked-out attempts
     "django.contrib.auth.backends.ModelBackend",
 ]
+AXES_HANDLER = "monitoring.lockout.LoginLockoutHandler"
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
-# Either criterion locks: one account guessed from many addresses, or many accounts tried
-# from one address (password spraying).
+# Records are kept per (username, address); the handler counts them per username and per
+# address.
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_LOCKOUT_CALLABLE = "monitoring.views.audit.lockout_response"
 # The client address behind PROXY_COUNT trusted reverse proxies (X-Forwarded-For); also
 # recorded in the patient access log. Default: one proxy in production, none in development.
