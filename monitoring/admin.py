@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -13,6 +15,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from . import rules, services
+from .accounts import refusal_text
 from .audit import log_access, log_bulk_access
 from .forms import (
     ConcomitantDrugForm,
@@ -423,3 +426,19 @@ class InterfaceTokenAdmin(admin.ModelAdmin):
                 "opts": self.model._meta,
             },
         )
+
+
+class ClinicalAuthorUserAdmin(UserAdmin):
+    """Users who changed clinical data are deactivated, never deleted: the delete page and
+    the bulk delete action list them as protected, with the reason, and delete nothing."""
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        refusals = [text for text in (refusal_text(user) for user in objs) if text]
+        return deleted, counts, perms_needed, list(protected) + refusals
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+admin.site.register(User, ClinicalAuthorUserAdmin)
