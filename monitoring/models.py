@@ -23,9 +23,10 @@ from simple_history.models import HistoricalRecords
 
 from . import rules
 
-MRN_VALIDATOR = RegexValidator(
-    r"^[A-Za-z0-9-]{1,32}$", "letters, digits and '-' only, up to 32 characters"
-)
+# An MRN never begins with '-' (or '+', already outside the alphabet): a spreadsheet would
+# take such a cell for a formula, and exports write MRNs as they are.
+MRN_RULE = "letters, digits and '-' only, up to 32 characters, and may not begin with '-' or '+'"
+MRN_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$", MRN_RULE)
 
 
 class EvidenceTag(models.TextChoices):

@@ -1,6 +1,6 @@
 """Pure clinical logic for tacrolimus monitoring in lupus nephritis.
 
-Everything here follows ../shared/clinical-rules.md. No Django import: values come in as
+Everything here follows docs/clinical-rules.md. No Django import: values come in as
 Decimal / date / aware datetime, verdicts go out as the stable lowercase codes of §9.
 Every threshold is an argument (see ``Thresholds``) so the stored configuration decides,
 not a literal buried in the logic.

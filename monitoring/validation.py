@@ -11,7 +11,16 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 
 from . import rules
-from .models import MRN_VALIDATOR, Assay, Formulation, Frequency, LabTest, LevelStatus, Sex
+from .models import (
+    MRN_RULE,
+    MRN_VALIDATOR,
+    Assay,
+    Formulation,
+    Frequency,
+    LabTest,
+    LevelStatus,
+    Sex,
+)
 
 RuleError = rules.RuleError
 
@@ -56,7 +65,7 @@ def mrn(value: object, field: str = "mrn") -> str:
     try:
         MRN_VALIDATOR(text)
     except Exception as exc:
-        raise RuleError(field, text, "letters, digits and '-' only, up to 32 characters") from exc
+        raise RuleError(field, text, MRN_RULE) from exc
     return text
 
 

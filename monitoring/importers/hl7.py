@@ -1,4 +1,4 @@
-"""HL7 v2 ORU^R01 lab results (../shared/data-formats.md, "HL7 v2 ORU^R01").
+"""HL7 v2 ORU^R01 lab results (docs/data-formats.md, "HL7 v2 ORU^R01").
 
 The wire format is read by python-hl7 (``hl7``); what a result means is decided by the same
 code as the CSV import: every tacrolimus result becomes a ``levels`` row and every kidney

@@ -46,6 +46,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_POST
 
+from ..csv_safe import SafeCsvWriter
 from ..history_reason import change_reason
 from ..importers import ImportReport, run_csv_import
 from ..importers.csv_reader import detect_delimiter
@@ -459,7 +460,7 @@ def csv_error_csv(data: bytes, report: ImportReport) -> str:
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = detect_delimiter(first) if first else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    writer = csv.writer(out, delimiter=delimiter)
+    writer = SafeCsvWriter(out, delimiter=delimiter)
     header: list[str] | None = None
     error_at = 0
     for cells in reader:
@@ -486,7 +487,7 @@ def csv_error_csv(data: bytes, report: ImportReport) -> str:
 
 def hl7_error_csv(results: list[MessageResult]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeCsvWriter(out)
     writer.writerow(["message", "control_id", "mrn", "status", "error"])
     for r in results:
         if not r.accepted:

@@ -10,7 +10,6 @@ one batch, the patients whose summary predates today before the list is read.
 
 from __future__ import annotations
 
-import csv
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from django.views.decorators.vary import vary_on_headers
 from .. import config, rules, services
 from ..alert_text import AlertText, alert_texts, next_action
 from ..audit import log_bulk_access
+from ..csv_safe import SafeCsvWriter
 from ..exports import fixed, iso
 from ..models import Patient, TroughLevel
 from ..selectors import worklist_patients
@@ -268,14 +268,9 @@ class _Echo:
         return value
 
 
-def _cell(text: str) -> str:
-    """Free text a spreadsheet could run as a formula ('=', '+', '-', '@') is quoted."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _export_lines(patients: QuerySet[Patient], today: date) -> Iterator[str]:
     thresholds = config.load_thresholds()
-    writer = csv.writer(_Echo(), lineterminator="\n")
+    writer = SafeCsvWriter(_Echo(), lineterminator="\n")
     yield writer.writerow(EXPORT_COLUMNS)
     for patient in patients.iterator(chunk_size=500):
         level = patient.latest_level
@@ -283,8 +278,8 @@ def _export_lines(patients: QuerySet[Patient], today: date) -> Iterator[str]:
         yield writer.writerow(
             [
                 patient.mrn,
-                _cell(patient.family_name),
-                _cell(patient.given_name),
+                patient.family_name,
+                patient.given_name,
                 iso(level.collected_at) if level else "",
                 fixed(level.value_ng_ml, 2) if level else "",
                 level.range_flag if level else "",
