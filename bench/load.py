@@ -261,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
             f"127.0.0.1:{PORT}",
             "--log-level",
             "warning",
+            # The production access-log format (no query strings: searches carry names).
+            "--config",
+            str(ROOT / "gunicorn.conf.py"),
+            "--access-logfile",
+            str(WORK / "gunicorn-access.log"),
         ],
         cwd=ROOT,
         env=env,

@@ -107,6 +107,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "monitoring.middleware.SessionIdleMiddleware",
+    # Below authentication: answers to a signed-in user are never cached (no-store, private).
+    "monitoring.middleware.PrivateResponseMiddleware",
     # Every view requires a logged-in user unless decorated with @login_not_required.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
