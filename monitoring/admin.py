@@ -129,7 +129,22 @@ class ClinicalInline(NoDeleteMixin, admin.TabularInline):
     show_change_link = True
 
 
-class TargetInline(NoDeleteMixin, admin.TabularInline):
+class SetTargetMixin:
+    """Setting a target (a band or an individualised one) is a clinician's decision: it
+    needs ``monitoring.set_target`` as well as the model's own add/change permission."""
+
+    def has_add_permission(self, request, *args):
+        return request.user.has_perm("monitoring.set_target") and super().has_add_permission(
+            request, *args
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm(
+            "monitoring.set_target"
+        ) and super().has_change_permission(request, obj)
+
+
+class TargetInline(SetTargetMixin, NoDeleteMixin, admin.TabularInline):
     model = TargetAssignment
     extra = 0
     fields = ["profile", "effective_from", "low_override", "high_override", "reason"]
@@ -357,7 +372,7 @@ class LabResultAdmin(ClinicalRecordAdmin):
 
 @admin.register(TargetAssignment)
 class TargetAssignmentAdmin(
-    AccessLoggedMixin, ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin
+    SetTargetMixin, AccessLoggedMixin, ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin
 ):
     list_display = ["patient", "profile", "effective_from", "low_override", "high_override"]
     autocomplete_fields = ["patient"]

@@ -172,6 +172,9 @@ class TargetAssignment(models.Model):
 
     class Meta:
         ordering = ["patient", "effective_from"]
+        # A target band is a clinical decision, like a sign-off: its own permission, held by
+        # the clinician group, not by whoever may key in records.
+        permissions = [("set_target", "Set target bands and individualised targets")]
 
     def __str__(self) -> str:
         return f"{self.profile.name} from {self.effective_from:%Y-%m-%d}"

@@ -87,7 +87,7 @@ URLS: dict[str, Rule] = {
 # are not staff: every admin URL sends them to the admin login.
 ADMIN_MODELS: dict[str, dict[str, str]] = {
     "monitoring.patient": {"data_entry": "vac", "superuser": "vac"},
-    "monitoring.targetassignment": {"data_entry": "vac", "superuser": "vac"},
+    "monitoring.targetassignment": {"data_entry": "v", "superuser": "vac"},
     "monitoring.regimen": {"data_entry": "vac", "superuser": "vac"},
     "monitoring.troughlevel": {"data_entry": "vac", "superuser": "vac"},
     "monitoring.concomitantdrug": {"data_entry": "vac", "superuser": "vac"},
