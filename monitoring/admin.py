@@ -139,9 +139,9 @@ class SetTargetMixin:
         )
 
     def has_change_permission(self, request, obj=None):
-        return request.user.has_perm(
-            "monitoring.set_target"
-        ) and super().has_change_permission(request, obj)
+        return request.user.has_perm("monitoring.set_target") and super().has_change_permission(
+            request, obj
+        )
 
 
 class TargetInline(SetTargetMixin, NoDeleteMixin, admin.TabularInline):

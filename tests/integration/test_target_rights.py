@@ -7,10 +7,9 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from monitoring.models import TargetAssignment, TargetProfile
-from tests.integration.test_admin import PATIENTS
 from monitoring.importers import run_csv_import
-from monitoring.models import Patient
+from monitoring.models import Patient, TargetAssignment, TargetProfile
+from tests.integration.test_admin import PATIENTS
 
 pytestmark = pytest.mark.django_db
 
