@@ -155,6 +155,7 @@ class ErrorReasonForm(forms.Form):
         label="Reason it was entered in error",
         max_length=300,
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
+        validators=[validation.no_control_characters],
     )
 
     def clean_reason(self):

@@ -29,13 +29,43 @@ MRN_RULE = "letters, digits and '-' only, up to 32 characters, and may not begin
 MRN_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$", MRN_RULE)
 
 
+class TextGuard:
+    """Model mixin: no text field may hold a control character (NUL, escape, bell...), with
+    a message on the field, in the admin and every ModelForm (``full_clean``). PostgreSQL
+    refuses NUL and SQLite stores it; both would store the others, invisible on every page.
+    Multi-line fields (TextField) may hold tabs and line breaks."""
+
+    def clean_fields(self, exclude=None) -> None:
+        errors: dict = {}
+        try:
+            super().clean_fields(exclude=exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        for model_field in self._meta.concrete_fields:
+            if model_field.name in (exclude or ()) or model_field.name in errors:
+                continue
+            if not isinstance(model_field, models.CharField | models.TextField):
+                continue
+            value = getattr(self, model_field.attname)
+            if not isinstance(value, str):
+                continue
+            try:
+                rules.check_text(
+                    model_field.name, value, multiline=isinstance(model_field, models.TextField)
+                )
+            except rules.RuleError as exc:
+                errors[model_field.name] = [f"value '{exc.value}': {exc.message}"]
+        if errors:
+            raise ValidationError(errors)
+
+
 class EvidenceTag(models.TextChoices):
     GUIDELINE = rules.GUIDELINE, "[G] guideline"
     LITERATURE = rules.LITERATURE, "[L] literature"
     DESIGN = rules.DESIGN, "[D] design default"
 
 
-class RuleSetting(models.Model):
+class RuleSetting(TextGuard, models.Model):
     """A clinical threshold a clinic administrator can see and change (clinical-rules.md)."""
 
     key = models.CharField(max_length=64, unique=True)
@@ -52,7 +82,7 @@ class RuleSetting(models.Model):
         return f"{self.label}: {self.value}"
 
 
-class TargetProfile(models.Model):
+class TargetProfile(TextGuard, models.Model):
     code = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=120)
     low_ng_ml = models.DecimalField(max_digits=6, decimal_places=2)
@@ -81,7 +111,7 @@ class Sex(models.TextChoices):
     OTHER = "X", "X (unspecified)"
 
 
-class Patient(models.Model):
+class Patient(TextGuard, models.Model):
     mrn = models.CharField("MRN", max_length=32, unique=True, validators=[MRN_VALIDATOR])
     family_name = models.CharField(max_length=100)
     given_name = models.CharField(max_length=100)
@@ -159,7 +189,7 @@ class Patient(models.Model):
             raise ValidationError(errors)
 
 
-class TargetAssignment(models.Model):
+class TargetAssignment(TextGuard, models.Model):
     """Which target applies from when. An individualised band needs a reason."""
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="targets")
@@ -211,7 +241,7 @@ class Source(models.TextChoices):
     HL7 = "hl7", "HL7 interface"
 
 
-class ClinicalRecord(models.Model):
+class ClinicalRecord(TextGuard, models.Model):
     """Shared fields of the per-patient records: who entered them, and error marking."""
 
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.MANUAL)
@@ -391,7 +421,7 @@ class Strength(models.TextChoices):
     NONE = "", "—"
 
 
-class DrugCatalogEntry(models.Model):
+class DrugCatalogEntry(TextGuard, models.Model):
     """The interaction and immunosuppressant catalogue (clinical-rules.md §6)."""
 
     name = models.CharField("generic name", max_length=80, unique=True)
@@ -534,7 +564,7 @@ class AccessLog(models.Model):
         return f"{self.username} opened {self.view_name} of patient {self.patient_id} at {self.at}"
 
 
-class InterfaceToken(models.Model):
+class InterfaceToken(TextGuard, models.Model):
     """A bearer token for one interface engine posting HL7 to ``hl7/inbound/``.
 
     Only the SHA-256 of the token is stored: the admin shows the token once, at creation.
@@ -576,7 +606,7 @@ class InterfaceToken(models.Model):
         return cls.objects.filter(token_hash=cls.hash_token(token), active=True).first()
 
 
-class ReportSignoff(models.Model):
+class ReportSignoff(TextGuard, models.Model):
     """The clinician's interpretation of a patient's printed TDM report, and who signed it
     off when (issue 4). One per patient: signing off again replaces the text and the
     reviewer, and every earlier version stays in the history."""

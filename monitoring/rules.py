@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -96,6 +97,41 @@ class RuleError(ValueError):
         self.value = value
         self.message = message
         super().__init__(f"{field}: value '{value}': {message}")
+
+
+# --- text ----------------------------------------------------------------------------------
+
+LINE_BREAKS = frozenset("\t\n\r")
+CONTROL_MESSAGE = "contains a control character ({code}), which text may not hold: retype it"
+
+
+def control_character(text: str, *, multiline: bool = False) -> str | None:
+    """The first control character of ``text`` (NUL, escape, bell, C1 codes, a lone
+    surrogate...), or None. Multi-line text may hold tabs and line breaks. PostgreSQL refuses
+    NUL and SQLite stores it; both would store the others, invisible on every page."""
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cs") and not (multiline and char in LINE_BREAKS):
+            return char
+    return None
+
+
+def _escaped(char: str) -> str:
+    if unicodedata.category(char) not in ("Cc", "Cs"):
+        return char
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\\x1b``), for a message."""
+    return "".join(_escaped(char) for char in text)
+
+
+def check_text(field: str, text: str, *, multiline: bool = False) -> str:
+    """``text`` unchanged, or a RuleError naming the field and the character."""
+    char = control_character(text, multiline=multiline)
+    if char is not None:
+        raise RuleError(field, visible(text), CONTROL_MESSAGE.format(code=f"U+{ord(char):04X}"))
+    return text
 
 
 @dataclass(frozen=True)

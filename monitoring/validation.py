@@ -8,6 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from . import rules
@@ -47,6 +48,25 @@ LAB_UNITS = {
 }
 
 ASSAY_SPELLINGS = {"LC-MS/MS": Assay.LCMSMS, "LCMS/MS": Assay.LCMSMS, "LC-MSMS": Assay.LCMSMS}
+
+
+def no_control_characters(value: object) -> None:
+    """Django validator for one-line text (forms, the admin): no control characters."""
+    _refuse_controls(value, multiline=False)
+
+
+def no_control_characters_multiline(value: object) -> None:
+    """Django validator for multi-line text: tabs and line breaks allowed, nothing else."""
+    _refuse_controls(value, multiline=True)
+
+
+def _refuse_controls(value: object, *, multiline: bool) -> None:
+    if not isinstance(value, str):
+        return
+    try:
+        rules.check_text("", value, multiline=multiline)
+    except RuleError as exc:
+        raise ValidationError(f"value '{exc.value}': {exc.message}", code="control") from exc
 
 
 def _text(value: object) -> str:

@@ -498,7 +498,7 @@ def _import_one(
             for obs in observations:
                 try:
                     with transaction.atomic():
-                        action, _mrn = importers[obs.kind].import_row(obs.row)
+                        action, _mrn = importers[obs.kind].checked_import(obs.row)
                     counts[f"{obs.kind}_{action}"] += 1
                 except RowErrors as exc:
                     errors.extend(

@@ -94,7 +94,7 @@ def run_csv_import(
                     # PostgreSQL's transaction stays usable for reporting the rest.
                     savepoint = nullcontext() if importer.own_savepoints else transaction.atomic()
                     with savepoint:
-                        result.action, result.mrn = importer.import_row(row)
+                        result.action, result.mrn = importer.checked_import(row)
                 except RowErrors as exc:
                     result.problems = [
                         Problem(line, e.field, str(e.value), e.message) for e in exc.errors

@@ -34,7 +34,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_http_methods, require_safe
 
-from .. import charts, config, rules, services
+from .. import charts, config, rules, services, validation
 from ..assessment import PatientAssessment, with_metrics_window
 from ..audit import log_bulk_access, logs_access
 from ..models import Patient, RecordStatus, ReportSignoff
@@ -436,6 +436,7 @@ class SignoffForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
         help_text="Printed on the report with your name and the time of the sign-off.",
         error_messages={"required": "an interpretation is required to sign off"},
+        validators=[validation.no_control_characters_multiline],
     )
 
 

@@ -28,7 +28,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from .. import config, rules, services
+from .. import config, rules, services, validation
 from ..alert_text import AlertText, alert_texts, next_action
 from ..audit import log_bulk_access
 from ..csv_safe import SafeCsvWriter
@@ -83,6 +83,7 @@ class WorklistFilters(forms.Form):
         label="Search MRN or name",
         required=False,
         max_length=100,
+        validators=[validation.no_control_characters],
         widget=forms.TextInput(
             attrs={
                 "type": "search",
