@@ -104,6 +104,9 @@ MIDDLEWARE = [
     "monitoring.middleware.DatabaseErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Above the CSRF check, which parses the body: an upload declared over the limit is
+    # refused before a byte of it is read (monitoring.uploads).
+    "monitoring.uploads.UploadSizeMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "monitoring.middleware.SessionIdleMiddleware",
@@ -227,6 +230,10 @@ MEDIA_ROOT = BASE_DIR / "media"
 # Uploads (CSV/HL7 files) are small; refuse anything bigger than 5 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Files are kept in memory up to UPLOAD_MAX_BYTES and never written to a temporary file; a
+# larger one is dropped as it arrives (monitoring.uploads).
+UPLOAD_MAX_BYTES = 5 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = ["monitoring.uploads.LimitedMemoryUploadHandler"]
 
 # ---------------------------------------------------------------------------------------
 # Security. HTTPS is assumed unless DEBUG is on or the run is a test (the Django test client

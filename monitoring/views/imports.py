@@ -67,7 +67,7 @@ KIND_CHOICES = [
     (HL7, "HL7 v2 lab messages (ORU^R01)"),
 ]
 KIND_LABELS = dict(KIND_CHOICES)
-MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_UPLOAD_BYTES = settings.UPLOAD_MAX_BYTES
 MAX_AGE_SECONDS = 60 * 60
 SIGNING_SALT = "monitoring.views.imports.upload"
 # Rows shown in the preview table besides the error rows (all of which are shown).
@@ -99,6 +99,12 @@ class UploadForm(forms.Form):
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
+        if getattr(upload, "truncated", False):
+            raise ValidationError(
+                f"The file is over {_megabytes(MAX_UPLOAD_BYTES)}; the limit is "
+                f"{_megabytes(MAX_UPLOAD_BYTES)}. Split it into smaller files and upload "
+                "them one after the other."
+            )
         if upload.size > MAX_UPLOAD_BYTES:
             raise ValidationError(
                 f"The file is {_megabytes(upload.size)}; the limit is "
