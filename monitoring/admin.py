@@ -159,7 +159,12 @@ class RegimenInline(ClinicalInline):
 class LevelInline(ClinicalInline):
     model = TroughLevel
     form = TroughLevelForm
-    fields = TroughLevelForm.Meta.fields + ["range_flag", "timing_flag", "steady_state"]
+    fields = TroughLevelForm.Meta.fields + [
+        "correction_reason",
+        "range_flag",
+        "timing_flag",
+        "steady_state",
+    ]
     readonly_fields = ["range_flag", "timing_flag", "steady_state"]
     ordering = ["-collected_at"]
 
@@ -329,7 +334,7 @@ class TroughLevelAdmin(ClinicalRecordAdmin):
         "source",
         "entered_by",
     ]
-    fields = ["patient", *TroughLevelForm.Meta.fields, *readonly_fields]
+    fields = ["patient", *TroughLevelForm.Meta.fields, "correction_reason", *readonly_fields]
     search_fields = ClinicalRecordAdmin.search_fields + ["accession"]
 
     @admin.display(description="value")

@@ -34,8 +34,32 @@ class ErrorReasonMixin:
         return cleaned
 
 
+CORRECTION_NEEDED = (
+    "a stored result's value is changed only as a correction: set status to 'corrected' "
+    "and give the reason; or mark this result entered in error and add the new result"
+)
+
+
 class TroughLevelForm(ErrorReasonMixin, forms.ModelForm):
+    """A trough as the back office enters or edits it. A stored result's value is never
+    changed silently: as in the import contract, a new value needs status ``corrected`` and
+    a reason, which the history keeps next to the old value."""
+
     error_status = LevelStatus.ENTERED_IN_ERROR
+
+    correction_reason = forms.CharField(
+        label="Reason for the correction",
+        required=False,
+        max_length=100,  # simple-history's change reason
+        validators=[validation.no_control_characters],
+        help_text="Required when a stored result's value changes (status 'corrected').",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stored_value = (
+            (self.instance.comparator, self.instance.value_ng_ml) if self.instance.pk else None
+        )
 
     class Meta:
         model = TroughLevel
@@ -65,6 +89,7 @@ class TroughLevelForm(ErrorReasonMixin, forms.ModelForm):
             else:
                 self.instance.comparator = level.comparator
                 self.instance.value_ng_ml = validation.stored_ng_ml(level.value_ng_ml)
+                self._check_correction(cleaned)
         collected, last_dose = cleaned.get("collected_at"), cleaned.get("last_dose_at")
         if collected:
             try:
@@ -77,6 +102,20 @@ class TroughLevelForm(ErrorReasonMixin, forms.ModelForm):
             except rules.RuleError as exc:
                 self.add_error("last_dose_at", f"value '{exc.value}': {exc.message}")
         return cleaned
+
+    def _check_correction(self, cleaned: dict) -> None:
+        stored = self._stored_value
+        if stored is None or stored == (self.instance.comparator, self.instance.value_ng_ml):
+            return
+        reason = (cleaned.get("correction_reason") or "").strip()
+        if cleaned.get("status") != LevelStatus.CORRECTED:
+            self.add_error(
+                "reported_value", f"value '{cleaned.get('reported_value')}': {CORRECTION_NEEDED}"
+            )
+        elif not reason:
+            self.add_error("correction_reason", "a reason is required to correct a value")
+        else:
+            self.instance._change_reason = reason
 
 
 class RegimenForm(ErrorReasonMixin, forms.ModelForm):

@@ -129,6 +129,8 @@ class TroughEntryForm(TroughLevelForm):
     """TroughLevelForm (the shared validation) as the clinic enters a new result: no
     entered-in-error status on creation, and the accession checked per patient."""
 
+    correction_reason = None  # a new result: nothing to correct
+
     class Meta(TroughLevelForm.Meta):
         fields = [
             "collected_at",
