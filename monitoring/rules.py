@@ -423,6 +423,7 @@ class Duration:
     code: str  # met, duration_under_36_months, premature_discontinuation, unknown
     months: Decimal | None  # to the end date or as-of date, whichever is earlier
     total_months: Decimal | None  # to the recorded/planned end, or to as-of when ongoing
+    planned: bool = False  # the end date lies after the as-of date
 
 
 def duration_status(
@@ -434,17 +435,36 @@ def duration_status(
     days_per_month: Decimal = DEFAULT_THRESHOLDS.days_per_month,
 ) -> Duration:
     """The 36-month rule. A recorded or planned end short of the requirement is premature
-    discontinuation, which wins over 'under 36 months'. Compared unrounded."""
+    discontinuation, which wins over 'under 36 months'. ``met`` only when the requirement has
+    passed by the as-of date, or the recorded end came at or after it: a planned end beyond
+    36 months does not make a patient at 34.8 months ``met``. Compared unrounded."""
     if start is None:
         return Duration(DURATION_UNKNOWN, None, None)
     so_far = months_between(start, min(end, as_of) if end else as_of, days_per_month)
     so_far = max(so_far, Decimal(0))
     if end is not None:
         total = months_between(start, end, days_per_month)
-        code = PREMATURE_DISCONTINUATION if total < required_months else DURATION_MET
-        return Duration(code, so_far, total)
+        planned = end > as_of
+        if total < required_months:
+            code = PREMATURE_DISCONTINUATION
+        elif not planned or so_far >= required_months:
+            code = DURATION_MET
+        else:
+            code = DURATION_UNDER_36_MONTHS
+        return Duration(code, so_far, total, planned)
     code = DURATION_UNDER_36_MONTHS if so_far < required_months else DURATION_MET
     return Duration(code, so_far, so_far)
+
+
+def duration_progress(duration: Duration, required_months: Decimal) -> str:
+    """ "34.8 of 36 months", and with a planned end "…; the planned end gives 42.0"."""
+    if duration.months is None:
+        return ""
+    required = f"{required_months.normalize():f}"
+    text = f"{round_to(duration.months, 1)} of {required} months"
+    if duration.planned and duration.total_months is not None:
+        text += f"; the planned end gives {round_to(duration.total_months, 1)}"
+    return text
 
 
 # --- §6 kidney function ------------------------------------------------------------------

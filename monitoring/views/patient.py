@@ -392,7 +392,12 @@ def duration_text(
     else:
         since = f"since induction start {patient.therapy_start}"
     text = f"{_months(duration.months)} of {required} months {since}"
-    if patient.therapy_end:
+    if patient.therapy_end and duration.planned:
+        text += (
+            f"; the planned end gives {_months(duration.total_months)} "
+            f"(planned end of immunosuppression {patient.therapy_end})"
+        )
+    elif patient.therapy_end:
         text += (
             f"; end of immunosuppression {patient.therapy_end} "
             f"({_months(duration.total_months)} months in total)"
