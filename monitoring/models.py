@@ -163,7 +163,12 @@ class Patient(TextGuard, models.Model):
         ordering = ["mrn"]
         indexes = [models.Index(fields=["active", "-warning_count"])]
         # The web upload page (CSV and HL7 files): granted to data_entry (migration 0004).
-        permissions = [("import_data", "Can import data files")]
+        # The contract exports as downloads: every patient's data leaves the site, so its own
+        # permission, granted to data_entry (migration 0009) and per account by an admin.
+        permissions = [
+            ("import_data", "Can import data files"),
+            ("export_data", "Can download the contract exports (levels, patients)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mrn} {self.family_name}, {self.given_name}"

@@ -54,6 +54,12 @@ urlpatterns += [
     path("patients/<int:pk>/fhir.json", fhir_views.patient_fhir, name="patient_fhir"),
 ]
 
+from .views import exports as export_views  # noqa: E402
+
+urlpatterns += [
+    path("exports/", export_views.export_page, name="export"),
+]
+
 # The printable report (issue 4): one patient, its sign-off, and the worklist's batch print.
 from .views import report as report_views  # noqa: E402
 
