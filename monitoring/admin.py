@@ -10,7 +10,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -43,10 +43,33 @@ admin.site.site_title = "Tacrolimus TDM"
 
 
 class NoDeleteMixin:
-    """Delete is replaced by entered-in-error: no role may delete clinical data here."""
+    """Delete is replaced by entered-in-error: no role may delete clinical data here. The
+    delete page answers 403 with what to do instead, not a bare "Forbidden"."""
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def delete_view(self, request, object_id, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            return super().delete_view(request, object_id, extra_context)
+        opts = self.model._meta
+        try:
+            change_url = reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id]
+            )
+        except NoReverseMatch:
+            change_url = ""
+        return TemplateResponse(
+            request,
+            "admin/monitoring/no_delete.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Records are not deleted",
+                "opts": opts,
+                "change_url": change_url,
+            },
+            status=403,
+        )
 
 
 class AccessLoggedMixin:

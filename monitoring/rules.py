@@ -175,6 +175,10 @@ class ParsedValue:
 _VALUE_RE = re.compile(r"^\s*([<>])?\s*([0-9]+(?:[.,][0-9]+)?|[.,][0-9]+)\s*$")
 
 
+# A ','-delimited file would split "5,2" in two cells; with ';' it is allowed.
+DECIMAL_COMMA_IN_FILE = "decimal comma is only accepted in ';'-delimited files"
+
+
 def parse_reported_value(
     text: object, *, decimal_comma: bool = False, field: str = "value"
 ) -> ParsedValue:
@@ -191,7 +195,7 @@ def parse_reported_value(
     comparator, number = match.group(1) or "", match.group(2)
     if "," in number:
         if not decimal_comma:
-            raise RuleError(field, raw, "decimal comma is only accepted in ';'-delimited files")
+            raise RuleError(field, raw, DECIMAL_COMMA_IN_FILE)
         number = number.replace(",", ".")
     try:
         value = Decimal(number)

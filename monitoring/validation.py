@@ -170,7 +170,7 @@ def parse_decimal(
     normal = text.replace(",", ".") if decimal_comma else text
     if not re.match(r"^-?(\d+(\.\d*)?|\.\d+)$", normal):
         if "," in text and not decimal_comma:
-            raise RuleError(field, text, "decimal comma is only accepted in ';'-delimited files")
+            raise RuleError(field, text, rules.DECIMAL_COMMA_IN_FILE)
         raise RuleError(field, text, "is not a number")
     try:
         number = Decimal(normal)

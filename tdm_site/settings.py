@@ -200,6 +200,8 @@ AXES_USERNAME_CALLABLE = "monitoring.audit.lockout_username"
 # ---------------------------------------------------------------------------------------
 # Internationalisation and time: store UTC, show the site's zone.
 LANGUAGE_CODE = "en-gb"
+# ISO dates everywhere, the admin's widgets and lists included (tdm_site/formats/).
+FORMAT_MODULE_PATH = ["tdm_site.formats"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

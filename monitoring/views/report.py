@@ -309,6 +309,12 @@ class Report:
     added_since_signoff: list[str] = field(default_factory=list)
 
     @property
+    def added_since_pronoun(self) -> str:
+        """ "it" for one record recorded after the sign-off, "them" for more."""
+        one = len(self.added_since_signoff) == 1 and self.added_since_signoff[0].startswith("1 ")
+        return "it" if one else "them"
+
+    @property
     def page_name(self) -> str:
         return f"report-{self.patient.pk}"
 
