@@ -1,1 +1,1 @@
-"""Benchmarks (issue 7): ``python -m bench.run`` or ``make bench``; see bench/run.py."""
+"""Benchmarks of the performance budget: `python -m bench.run` or `make bench` (bench/run.py)."""

@@ -613,7 +613,7 @@ class InterfaceToken(TextGuard, models.Model):
 
 class ReportSignoff(TextGuard, models.Model):
     """The clinician's interpretation of a patient's printed TDM report, and who signed it
-    off when (issue 4). One per patient: signing off again replaces the text and the
+    off when. One per patient: signing off again replaces the text and the
     reviewer, and every earlier version stays in the history."""
 
     patient = models.OneToOneField(Patient, on_delete=models.PROTECT, related_name="report_signoff")

@@ -1,4 +1,4 @@
-"""The printable patient report (issue 4): one patient, or every patient on the worklist page.
+"""The printable patient report: one patient, or every patient on the worklist page.
 
 A report is a plain HTML page made for paper: ``static/css/report.css`` sets the A4 page, and
 CSS page-margin boxes print the patient's MRN and name at the top of every page and
