@@ -1,5 +1,6 @@
-"""Load test of issue 7: gunicorn with 4 workers on PostgreSQL, 50 simulated clinic users
-for 60 s (locust, headless), browsing the worklist, opening patients and adding troughs.
+"""Load test of the performance budget: gunicorn with 4 workers on PostgreSQL, 50 simulated
+clinic users for 60 s (locust, headless), browsing the worklist, opening patients and adding
+troughs.
 
     python -m bench.load [--patients 500] [--users 50] [--seconds 60] [--no-write]
     make bench-load
@@ -261,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
             f"127.0.0.1:{PORT}",
             "--log-level",
             "warning",
+            # The production access-log format (no query strings: searches carry names).
+            "--config",
+            str(ROOT / "gunicorn.conf.py"),
+            "--access-logfile",
+            str(WORK / "gunicorn-access.log"),
         ],
         cwd=ROOT,
         env=env,

@@ -1,4 +1,5 @@
-"""Benchmarks of issue 7: pages, flag computation, import and export on SQLite and PostgreSQL.
+"""Benchmarks of the performance budget: pages, flag computation, import and export, on SQLite
+and PostgreSQL.
 
     python -m bench.run [--sizes 50,500,5000] [--databases sqlite,postgres] [--quick]
     make bench          # everything, writes docs/performance.md
@@ -572,7 +573,7 @@ def _verdicts(results: list[dict]) -> list[str]:
     database = "postgres" if _find(results, "postgres") else "sqlite"
     mine = sorted((r for r in results if r["database"] == database), key=lambda r: r["size"])
     note = "" if database == "postgres" else " (SQLite: PostgreSQL not measured)"
-    rows = ["| Target (issue 7) | Measured | Verdict |", "|---|---|---|"]
+    rows = ["| Target (performance budget) | Measured | Verdict |", "|---|---|---|"]
 
     def verdict(ok: bool | None) -> str:
         return "—" if ok is None else ("**met**" if ok else "**missed**")

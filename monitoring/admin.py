@@ -4,14 +4,19 @@ them entered-in-error with a reason (an inline status, or the changelist action)
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from . import rules, services
+from .accounts import refusal_text
+from .audit import log_access, log_bulk_access
 from .forms import (
     ConcomitantDrugForm,
     ErrorReasonForm,
@@ -38,10 +43,82 @@ admin.site.site_title = "Tacrolimus TDM"
 
 
 class NoDeleteMixin:
-    """Delete is replaced by entered-in-error: no role may delete clinical data here."""
+    """Delete is replaced by entered-in-error: no role may delete clinical data here. The
+    delete page answers 403 with what to do instead, not a bare "Forbidden"."""
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def delete_view(self, request, object_id, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            return super().delete_view(request, object_id, extra_context)
+        opts = self.model._meta
+        try:
+            change_url = reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id]
+            )
+        except NoReverseMatch:
+            change_url = ""
+        return TemplateResponse(
+            request,
+            "admin/monitoring/no_delete.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Records are not deleted",
+                "opts": opts,
+                "change_url": change_url,
+            },
+            status=403,
+        )
+
+
+class AccessLoggedMixin:
+    """The back office shows patient data as much as the front office does: each change
+    page (a form re-shown with errors too), each history page and each list page shown is
+    written to the access log as ``admin <model>``, ``admin <model> history`` and ``admin
+    <model> list`` (one row per patient listed, plus the search and filters, if any)."""
+
+    def _access_name(self) -> str:
+        return f"admin {self.model._meta.model_name}"
+
+    @staticmethod
+    def _patient_id(obj) -> int:
+        return obj.pk if isinstance(obj, Patient) else obj.patient_id
+
+    def _log_object(self, request: HttpRequest, response, object_id, what: str) -> None:
+        if response.status_code != 200 or object_id is None:
+            return
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None:
+            log_access(request, self._patient_id(obj), what)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        self._log_object(request, response, object_id, self._access_name())
+        return response
+
+    def history_view(self, request, object_id, extra_context=None):
+        response = super().history_view(request, object_id, extra_context)
+        self._log_object(request, response, object_id, f"{self._access_name()} history")
+        return response
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        response = super().history_form_view(request, object_id, version_id, extra_context)
+        self._log_object(request, response, object_id, f"{self._access_name()} history")
+        return response
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        if response.status_code == 200 and "cl" in context:
+            shown = dict.fromkeys(self._patient_id(obj) for obj in context["cl"].result_list)
+            search = "; ".join(
+                f"{key}={value}"
+                for key, value in request.GET.items()
+                if key not in ("p", "o") and value
+            )
+            log_bulk_access(request, shown, f"{self._access_name()} list", search=search)
+        return response
 
 
 class ReassessOnSaveMixin:
@@ -75,7 +152,22 @@ class ClinicalInline(NoDeleteMixin, admin.TabularInline):
     show_change_link = True
 
 
-class TargetInline(NoDeleteMixin, admin.TabularInline):
+class SetTargetMixin:
+    """Setting a target (a band or an individualised one) is a clinician's decision: it
+    needs ``monitoring.set_target`` as well as the model's own add/change permission."""
+
+    def has_add_permission(self, request, *args):
+        return request.user.has_perm("monitoring.set_target") and super().has_add_permission(
+            request, *args
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("monitoring.set_target") and super().has_change_permission(
+            request, obj
+        )
+
+
+class TargetInline(SetTargetMixin, NoDeleteMixin, admin.TabularInline):
     model = TargetAssignment
     extra = 0
     fields = ["profile", "effective_from", "low_override", "high_override", "reason"]
@@ -90,7 +182,12 @@ class RegimenInline(ClinicalInline):
 class LevelInline(ClinicalInline):
     model = TroughLevel
     form = TroughLevelForm
-    fields = TroughLevelForm.Meta.fields + ["range_flag", "timing_flag", "steady_state"]
+    fields = TroughLevelForm.Meta.fields + [
+        "correction_reason",
+        "range_flag",
+        "timing_flag",
+        "steady_state",
+    ]
     readonly_fields = ["range_flag", "timing_flag", "steady_state"]
     ordering = ["-collected_at"]
 
@@ -126,7 +223,7 @@ def badge_list(codes: list[str]) -> str:
 
 
 @admin.register(Patient)
-class PatientAdmin(ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
+class PatientAdmin(AccessLoggedMixin, ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
     list_display = [
         "mrn",
         "family_name",
@@ -225,7 +322,7 @@ class MarkInErrorAction:
 
 
 class ClinicalRecordAdmin(
-    MarkInErrorAction, ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin
+    AccessLoggedMixin, MarkInErrorAction, ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin
 ):
     list_select_related = ["patient"]
     search_fields = ["patient__mrn", "patient__family_name"]
@@ -261,7 +358,7 @@ class TroughLevelAdmin(ClinicalRecordAdmin):
         "source",
         "entered_by",
     ]
-    fields = ["patient", *TroughLevelForm.Meta.fields, *readonly_fields]
+    fields = ["patient", *TroughLevelForm.Meta.fields, "correction_reason", *readonly_fields]
     search_fields = ClinicalRecordAdmin.search_fields + ["accession"]
 
     @admin.display(description="value")
@@ -309,7 +406,9 @@ class LabResultAdmin(ClinicalRecordAdmin):
 
 
 @admin.register(TargetAssignment)
-class TargetAssignmentAdmin(ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
+class TargetAssignmentAdmin(
+    SetTargetMixin, AccessLoggedMixin, ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin
+):
     list_display = ["patient", "profile", "effective_from", "low_override", "high_override"]
     autocomplete_fields = ["patient"]
 
@@ -377,3 +476,19 @@ class InterfaceTokenAdmin(admin.ModelAdmin):
                 "opts": self.model._meta,
             },
         )
+
+
+class ClinicalAuthorUserAdmin(UserAdmin):
+    """Users who changed clinical data are deactivated, never deleted: the delete page and
+    the bulk delete action list them as protected, with the reason, and delete nothing."""
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        refusals = [text for text in (refusal_text(user) for user in objs) if text]
+        return deleted, counts, perms_needed, list(protected) + refusals
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+admin.site.register(User, ClinicalAuthorUserAdmin)

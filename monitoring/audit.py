@@ -9,8 +9,11 @@ Page views that show one patient's data record the visit with the ``logs_access`
     @logs_access("patient")
     def patient_detail(request, pk): ...
 
-The decorator records successful full-page GETs only: htmx fragments of a page already
-logged (unit switch, metrics window) and refused or failed requests are not visits.
+The decorator records every successful response (any method, any headers): a page, its
+htmx fragments, a form re-shown with errors. An htmx fragment is coalesced with the row
+of the same user, patient and view written in the last ``ACCESS_LOG_COALESCE_MINUTES``
+(the server's own record, never the client's word); without such a row it is logged.
+Refused, failed and redirected requests show no data and are not visits.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import getpass
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import wraps
 
@@ -84,14 +87,37 @@ def lockout_username(request: HttpRequest, credentials: dict | None = None) -> s
 # --- access log ------------------------------------------------------------------------------
 
 
-def log_access(request: HttpRequest, patient: Patient | int, what: str) -> AccessLog:
-    """Record that ``request.user`` opened ``what`` (e.g. "patient", "report") of a patient."""
+def _who(request: HttpRequest) -> tuple[object | None, str]:
     user = getattr(request, "user", None)
-    signed_in = user is not None and user.is_authenticated
+    if user is not None and user.is_authenticated:
+        return user, user.get_username()
+    return None, ""
+
+
+def _recently_logged(user, patient_id: int, what: str) -> bool:
+    minutes = getattr(settings, "ACCESS_LOG_COALESCE_MINUTES", 30)
+    return AccessLog.objects.filter(
+        user=user,
+        patient_id=patient_id,
+        view_name=what[:40],
+        at__gte=timezone.now() - timedelta(minutes=minutes),
+    ).exists()
+
+
+def log_access(
+    request: HttpRequest, patient: Patient | int, what: str, *, coalesce: bool = False
+) -> AccessLog | None:
+    """Record that ``request.user`` opened ``what`` (e.g. "patient", "report") of a patient.
+
+    ``coalesce``: skip the row when the same user's visit to the same view of this patient
+    is already recorded within the coalescing window (an htmx fragment of a logged page)."""
+    user, username = _who(request)
     patient_id = patient if isinstance(patient, int) else patient.pk
+    if coalesce and user is not None and _recently_logged(user, patient_id, what):
+        return None
     return AccessLog.objects.create(
-        user=user if signed_in else None,
-        username=user.get_username() if signed_in else "",
+        user=user,
+        username=username,
         patient_id=patient_id,
         view_name=what[:40],
         path=request.path[:200],
@@ -115,20 +141,48 @@ def log_command_access(patient: Patient, what: str, command: str) -> AccessLog:
     )
 
 
+def log_bulk_access(
+    request: HttpRequest, patient_ids: Iterable[int], what: str, *, search: str = ""
+) -> None:
+    """One row per patient a list or an export showed, in batched inserts; and, when the
+    list was searched or filtered, one more row without a patient holding the search (so a
+    search that found nobody is on record too), named ``"<what> search"``."""
+    user, username = _who(request)
+    ip = client_ip(request)
+    path = request.path[:200]
+
+    def row(patient_id: int | None, view_name: str, detail: str = "") -> AccessLog:
+        return AccessLog(
+            user=user,
+            username=username,
+            patient_id=patient_id,
+            view_name=view_name[:40],
+            detail=detail[:200],
+            path=path,
+            ip=ip,
+        )
+
+    rows = [row(None, f"{what} search", search)] if search else []
+    rows += [row(pk, what) for pk in patient_ids]
+    AccessLog.objects.bulk_create(rows, batch_size=500)
+
+
 def logs_access(what: str, *, patient_kwarg: str = "pk") -> Callable:
-    """Decorate a view taking the patient's pk (URL keyword ``patient_kwarg``): each successful,
-    full-page GET of it is written to the access log."""
+    """Decorate a view taking the patient's pk (URL keyword ``patient_kwarg``): every
+    successful response it gives is written to the access log, htmx fragments coalesced
+    with a recent row of the same visit."""
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
             response = view(request, *args, **kwargs)
-            if (
-                request.method in ("GET", "HEAD")
-                and 200 <= response.status_code < 300
-                and not getattr(request, "htmx", False)
-            ):
-                log_access(request, int(kwargs[patient_kwarg]), what)
+            if 200 <= response.status_code < 300 or response.status_code == 422:
+                log_access(
+                    request,
+                    int(kwargs[patient_kwarg]),
+                    what,
+                    coalesce=bool(getattr(request, "htmx", False)),
+                )
             return response
 
         return wrapper

@@ -834,7 +834,7 @@ def chart_summary(assessment: PatientAssessment, *, unit: str = "ng/mL") -> str:
     )
 
 
-# --- the printed report's figure (issue 4) --------------------------------------------------
+# --- the printed report's figure -----------------------------------------------------------
 
 REPORT_WIDTH = 680  # px: fits A4 portrait between 14 mm margins (182 mm ≈ 688 px)
 REPORT_HEIGHT = 300

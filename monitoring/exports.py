@@ -1,4 +1,4 @@
-"""CSV exports of ../shared/data-formats.md: exactly the listed columns, codes and formats.
+"""CSV exports of docs/data-formats.md: exactly the listed columns, codes and formats.
 Rows are produced one patient at a time so memory does not grow with the table.
 
 Round trip: every kind that has an importer has an export that the importer reads back as it
@@ -13,7 +13,6 @@ Regimens, medications and labs marked entered-in-error are left out of those thr
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -22,6 +21,7 @@ from django.utils import timezone
 
 from . import rules
 from .assessment import PatientAssessment, PatientRecords, end_of_day
+from .csv_safe import SafeCsvWriter
 from .models import Patient, RecordStatus
 from .selectors import patient_records
 from .services import patients_assess
@@ -266,7 +266,7 @@ class _Echo:
 
 def csv_lines(kind: str, as_of: date, patients: Iterable[Patient] | None = None) -> Iterator[str]:
     columns, rows = EXPORTS[kind]
-    writer = csv.writer(_Echo(), lineterminator="\n")
+    writer = SafeCsvWriter(_Echo(), lineterminator="\n")
     yield writer.writerow(columns)
     for row in rows(as_of, patients):
         yield writer.writerow(row)

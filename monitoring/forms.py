@@ -19,6 +19,26 @@ from .models import (
 )
 
 
+def form_message(exc: rules.RuleError, typed: str | None = None) -> str:
+    """A rule's refusal as a form shows it: the value as the user typed it (``typed``: the
+    rules quote a parsed date-time in ISO form), and no words about files."""
+    message = exc.message
+    if message == rules.DECIMAL_COMMA_IN_FILE:
+        message = "write the decimal with a decimal point, e.g. 5.2"
+    value = typed if typed not in (None, "") else exc.value
+    return f"value '{value}': {message}"
+
+
+class TypedValues:
+    """Form mixin: what the user typed in a field, as typed (a split date and time joined)."""
+
+    def typed(self, name: str) -> str:
+        data = self[name].data
+        if isinstance(data, list | tuple):
+            return " ".join(str(part).strip() for part in data if part)
+        return str(data or "").strip()
+
+
 class ErrorReasonMixin:
     """Marking a record entered-in-error needs a reason; nothing is deleted."""
 
@@ -34,8 +54,32 @@ class ErrorReasonMixin:
         return cleaned
 
 
-class TroughLevelForm(ErrorReasonMixin, forms.ModelForm):
+CORRECTION_NEEDED = (
+    "a stored result's value is changed only as a correction: set status to 'corrected' "
+    "and give the reason; or mark this result entered in error and add the new result"
+)
+
+
+class TroughLevelForm(TypedValues, ErrorReasonMixin, forms.ModelForm):
+    """A trough as the back office enters or edits it. A stored result's value is never
+    changed silently: as in the import contract, a new value needs status ``corrected`` and
+    a reason, which the history keeps next to the old value."""
+
     error_status = LevelStatus.ENTERED_IN_ERROR
+
+    correction_reason = forms.CharField(
+        label="Reason for the correction",
+        required=False,
+        max_length=100,  # simple-history's change reason
+        validators=[validation.no_control_characters],
+        help_text="Required when a stored result's value changes (status 'corrected').",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stored_value = (
+            (self.instance.comparator, self.instance.value_ng_ml) if self.instance.pk else None
+        )
 
     class Meta:
         model = TroughLevel
@@ -61,22 +105,37 @@ class TroughLevelForm(ErrorReasonMixin, forms.ModelForm):
                 )
             except rules.RuleError as exc:
                 field = "reported_unit" if exc.field == "unit" else "reported_value"
-                self.add_error(field, f"value '{exc.value}': {exc.message}")
+                self.add_error(field, form_message(exc, self.typed(field)))
             else:
                 self.instance.comparator = level.comparator
                 self.instance.value_ng_ml = validation.stored_ng_ml(level.value_ng_ml)
+                self._check_correction(cleaned)
         collected, last_dose = cleaned.get("collected_at"), cleaned.get("last_dose_at")
         if collected:
             try:
                 validation.not_in_future(collected, "collected_at")
             except rules.RuleError as exc:
-                self.add_error("collected_at", f"value '{exc.value}': {exc.message}")
+                self.add_error("collected_at", form_message(exc, self.typed("collected_at")))
         if collected and last_dose:
             try:
                 validation.level_timing(collected, last_dose, thresholds)
             except rules.RuleError as exc:
-                self.add_error("last_dose_at", f"value '{exc.value}': {exc.message}")
+                self.add_error("last_dose_at", form_message(exc, self.typed("last_dose_at")))
         return cleaned
+
+    def _check_correction(self, cleaned: dict) -> None:
+        stored = self._stored_value
+        if stored is None or stored == (self.instance.comparator, self.instance.value_ng_ml):
+            return
+        reason = (cleaned.get("correction_reason") or "").strip()
+        if cleaned.get("status") != LevelStatus.CORRECTED:
+            self.add_error(
+                "reported_value", f"value '{cleaned.get('reported_value')}': {CORRECTION_NEEDED}"
+            )
+        elif not reason:
+            self.add_error("correction_reason", "a reason is required to correct a value")
+        else:
+            self.instance._change_reason = reason
 
 
 class RegimenForm(ErrorReasonMixin, forms.ModelForm):
@@ -99,14 +158,14 @@ class RegimenForm(ErrorReasonMixin, forms.ModelForm):
         try:
             return validation.daily_dose_mg(value)
         except rules.RuleError as exc:
-            raise ValidationError(f"value '{exc.value}': {exc.message}") from exc
+            raise ValidationError(form_message(exc)) from exc
 
     def clean_sampling_hours(self):
         value = self.cleaned_data.get("sampling_hours")
         try:
             return validation.sampling_hours(value)
         except rules.RuleError as exc:
-            raise ValidationError(f"value '{exc.value}': {exc.message}") from exc
+            raise ValidationError(form_message(exc)) from exc
 
     def clean(self):
         cleaned = super().clean()
@@ -134,7 +193,7 @@ class ConcomitantDrugForm(ErrorReasonMixin, forms.ModelForm):
         return cleaned
 
 
-class LabResultForm(ErrorReasonMixin, forms.ModelForm):
+class LabResultForm(TypedValues, ErrorReasonMixin, forms.ModelForm):
     class Meta:
         model = LabResult
         fields = ["collected_at", "test", "value", "unit", "accession", "status", "error_reason"]
@@ -146,7 +205,7 @@ class LabResultForm(ErrorReasonMixin, forms.ModelForm):
             try:
                 cleaned["unit"] = validation.lab_unit(test, unit)
             except rules.RuleError as exc:
-                self.add_error("unit", f"value '{exc.value}': {exc.message}")
+                self.add_error("unit", form_message(exc))
         value = cleaned.get("value")
         if value is not None and value < 0:
             self.add_error("value", f"value '{value}': must not be negative")
@@ -160,7 +219,7 @@ class LabResultForm(ErrorReasonMixin, forms.ModelForm):
             try:
                 validation.not_in_future(collected, "collected_at")
             except rules.RuleError as exc:
-                self.add_error("collected_at", f"value '{exc.value}': {exc.message}")
+                self.add_error("collected_at", form_message(exc, self.typed("collected_at")))
         return cleaned
 
 
@@ -171,6 +230,7 @@ class ErrorReasonForm(forms.Form):
         label="Reason it was entered in error",
         max_length=300,
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
+        validators=[validation.no_control_characters],
     )
 
     def clean_reason(self):

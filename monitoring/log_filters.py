@@ -19,7 +19,9 @@ _CONSTRAINT = re.compile(
 )
 
 
-def _summary(exc: BaseException) -> str:
+def database_refusal(exc: BaseException) -> str:
+    """What may be said of a refused write: the error's class and the constraint's name,
+    never its text (which quotes the row). For logs, import reports and HL7 ACKs alike."""
     found = _CONSTRAINT.search(str(exc))
     name = next((g for g in found.groups() if g), "") if found else ""
     return f"{type(exc).__name__}{f' ({name})' if name else ''}"
@@ -34,7 +36,7 @@ class RedactDatabaseValues(logging.Filter):
         if isinstance(exc, DatabaseError) and not isinstance(
             exc, OperationalError | InterfaceError
         ):
-            record.msg = f"{record.getMessage()} [{_summary(exc)}; details withheld]"
+            record.msg = f"{record.getMessage()} [{database_refusal(exc)}; details withheld]"
             record.args = None
             record.exc_info = None
             record.exc_text = None

@@ -23,6 +23,7 @@ from django.db import DataError, IntegrityError, InterfaceError, OperationalErro
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.utils.cache import patch_cache_control
 
 logger = logging.getLogger(__name__)
 
@@ -161,3 +162,20 @@ class SessionIdleMiddleware:
             if now - session.get(self.key, 0) >= self.interval:
                 session[self.key] = now  # modified: SessionMiddleware saves, expiry moves
         return self.get_response(request)
+
+
+class PrivateResponseMiddleware:
+    """Every answer to a signed-in user is ``Cache-Control: no-store, private``: pages,
+    htmx fragments, reports, FHIR bundles and CSV files carry patient data, which no browser
+    history cache, disk cache or shared proxy may keep. (Static files are served by
+    WhiteNoise above this middleware and keep their year-long caching.)"""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            patch_cache_control(response, no_store=True, private=True)
+        return response

@@ -23,9 +23,40 @@ from simple_history.models import HistoricalRecords
 
 from . import rules
 
-MRN_VALIDATOR = RegexValidator(
-    r"^[A-Za-z0-9-]{1,32}$", "letters, digits and '-' only, up to 32 characters"
-)
+# An MRN never begins with '-' (or '+', already outside the alphabet): a spreadsheet would
+# take such a cell for a formula, and exports write MRNs as they are.
+MRN_RULE = "letters, digits and '-' only, up to 32 characters, and may not begin with '-' or '+'"
+MRN_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$", MRN_RULE)
+
+
+class TextGuard:
+    """Model mixin: no text field may hold a control character (NUL, escape, bell...), with
+    a message on the field, in the admin and every ModelForm (``full_clean``). PostgreSQL
+    refuses NUL and SQLite stores it; both would store the others, invisible on every page.
+    Multi-line fields (TextField) may hold tabs and line breaks."""
+
+    def clean_fields(self, exclude=None) -> None:
+        errors: dict = {}
+        try:
+            super().clean_fields(exclude=exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        for model_field in self._meta.concrete_fields:
+            if model_field.name in (exclude or ()) or model_field.name in errors:
+                continue
+            if not isinstance(model_field, models.CharField | models.TextField):
+                continue
+            value = getattr(self, model_field.attname)
+            if not isinstance(value, str):
+                continue
+            try:
+                rules.check_text(
+                    model_field.name, value, multiline=isinstance(model_field, models.TextField)
+                )
+            except rules.RuleError as exc:
+                errors[model_field.name] = [f"value '{exc.value}': {exc.message}"]
+        if errors:
+            raise ValidationError(errors)
 
 
 class EvidenceTag(models.TextChoices):
@@ -34,7 +65,7 @@ class EvidenceTag(models.TextChoices):
     DESIGN = rules.DESIGN, "[D] design default"
 
 
-class RuleSetting(models.Model):
+class RuleSetting(TextGuard, models.Model):
     """A clinical threshold a clinic administrator can see and change (clinical-rules.md)."""
 
     key = models.CharField(max_length=64, unique=True)
@@ -51,7 +82,7 @@ class RuleSetting(models.Model):
         return f"{self.label}: {self.value}"
 
 
-class TargetProfile(models.Model):
+class TargetProfile(TextGuard, models.Model):
     code = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=120)
     low_ng_ml = models.DecimalField(max_digits=6, decimal_places=2)
@@ -89,7 +120,7 @@ class Cyp3a5Expresser(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
-class Patient(models.Model):
+class Patient(TextGuard, models.Model):
     mrn = models.CharField("MRN", max_length=32, unique=True, validators=[MRN_VALIDATOR])
     family_name = models.CharField(max_length=100)
     given_name = models.CharField(max_length=100)
@@ -155,7 +186,12 @@ class Patient(models.Model):
         ordering = ["mrn"]
         indexes = [models.Index(fields=["active", "-warning_count"])]
         # The web upload page (CSV and HL7 files): granted to data_entry (migration 0004).
-        permissions = [("import_data", "Can import data files")]
+        # The contract exports as downloads: every patient's data leaves the site, so its own
+        # permission, granted to data_entry (migration 0009) and per account by an admin.
+        permissions = [
+            ("import_data", "Can import data files"),
+            ("export_data", "Can download the contract exports (levels, patients)"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mrn} {self.family_name}, {self.given_name}"
@@ -181,7 +217,7 @@ class Patient(models.Model):
             raise ValidationError(errors)
 
 
-class TargetAssignment(models.Model):
+class TargetAssignment(TextGuard, models.Model):
     """Which target applies from when. An individualised band needs a reason."""
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="targets")
@@ -194,6 +230,9 @@ class TargetAssignment(models.Model):
 
     class Meta:
         ordering = ["patient", "effective_from"]
+        # A target band is a clinical decision, like a sign-off: its own permission, held by
+        # the clinician group, not by whoever may key in records.
+        permissions = [("set_target", "Set target bands and individualised targets")]
 
     def __str__(self) -> str:
         return f"{self.profile.name} from {self.effective_from:%Y-%m-%d}"
@@ -230,7 +269,7 @@ class Source(models.TextChoices):
     HL7 = "hl7", "HL7 interface"
 
 
-class ClinicalRecord(models.Model):
+class ClinicalRecord(TextGuard, models.Model):
     """Shared fields of the per-patient records: who entered them, and error marking."""
 
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.MANUAL)
@@ -428,7 +467,7 @@ class Strength(models.TextChoices):
     NONE = "", "—"
 
 
-class DrugCatalogEntry(models.Model):
+class DrugCatalogEntry(TextGuard, models.Model):
     """The interaction and immunosuppressant catalogue (clinical-rules.md §6)."""
 
     name = models.CharField("generic name", max_length=80, unique=True)
@@ -543,14 +582,20 @@ class AccessLog(models.Model):
     """Who opened which patient's page, report or history, and when (monitoring.audit).
 
     Rows are only ever added; the user's name is kept as text too, so the trail survives a
-    renamed or removed account."""
+    renamed or removed account. A search is a row of its own, without a patient, whose
+    ``detail`` holds what was searched for (it was a look whether or not it found anyone)."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     username = models.CharField(max_length=150)
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+")
+    patient = models.ForeignKey(
+        Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     view_name = models.CharField(max_length=40, help_text="What was opened: patient, report…")
+    detail = models.CharField(
+        max_length=200, blank=True, help_text="The search or filters of a list or export"
+    )
     path = models.CharField(max_length=200, blank=True)
     at = models.DateTimeField(default=timezone.now)
     ip = models.GenericIPAddressField("IP address", null=True, blank=True)
@@ -563,10 +608,12 @@ class AccessLog(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.patient_id is None:
+            return f"{self.username} ran {self.view_name} ({self.detail}) at {self.at}"
         return f"{self.username} opened {self.view_name} of patient {self.patient_id} at {self.at}"
 
 
-class InterfaceToken(models.Model):
+class InterfaceToken(TextGuard, models.Model):
     """A bearer token for one interface engine posting HL7 to ``hl7/inbound/``.
 
     Only the SHA-256 of the token is stored: the admin shows the token once, at creation.
@@ -608,9 +655,9 @@ class InterfaceToken(models.Model):
         return cls.objects.filter(token_hash=cls.hash_token(token), active=True).first()
 
 
-class ReportSignoff(models.Model):
+class ReportSignoff(TextGuard, models.Model):
     """The clinician's interpretation of a patient's printed TDM report, and who signed it
-    off when (issue 4). One per patient: signing off again replaces the text and the
+    off when. One per patient: signing off again replaces the text and the
     reviewer, and every earlier version stays in the history."""
 
     patient = models.OneToOneField(Patient, on_delete=models.PROTECT, related_name="report_signoff")

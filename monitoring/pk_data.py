@@ -31,7 +31,6 @@ reads where they touch a patient):
 from __future__ import annotations
 
 import bisect
-import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -41,6 +40,7 @@ from typing import TextIO
 from django.utils import timezone
 
 from . import rules
+from .csv_safe import SafeCsvWriter
 from .models import Cyp3a5Expresser, Formulation, LabTest, LevelStatus, Patient, RecordStatus
 
 COVARIATE_COLUMNS = ["HCT", "WT", "CYP3A5", "IR", "FORM", "AGE", "FEMALE", "TDD"]
@@ -583,13 +583,11 @@ def _cell(value: object, column: str) -> str:
         return "." if column == "DV" else ""
     if isinstance(value, Decimal):
         return format(value, "f")
-    text = str(value)
-    # Spreadsheet-safe text (data-formats.md): a cell that could run as a formula is quoted.
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return str(value)
 
 
 def write_csv(dataset: PkDataSet, handle: TextIO) -> None:
-    writer = csv.writer(handle, lineterminator="\n")
+    writer = SafeCsvWriter(handle, lineterminator="\n")  # text cells spreadsheet-safe
     writer.writerow(COLUMNS)
     for row in dataset.rows:
         writer.writerow([_cell(row[column], column) for column in COLUMNS])

@@ -203,8 +203,9 @@ GROUPS = {
         "add_concomitantdrug",
         "change_concomitantdrug",
     ],
+    # Targets are a clinical decision (monitoring.set_target, clinicians): data entry sees them.
     "data_entry": [f"view_{m}" for m in CLINICAL_MODELS]
-    + [f"add_{m}" for m in CLINICAL_MODELS]
-    + [f"change_{m}" for m in CLINICAL_MODELS]
+    + [f"add_{m}" for m in CLINICAL_MODELS if m != "targetassignment"]
+    + [f"change_{m}" for m in CLINICAL_MODELS if m != "targetassignment"]
     + ["view_targetprofile", "view_drugcatalogentry"],
 }

@@ -1,6 +1,6 @@
 """Pure clinical logic for tacrolimus monitoring in lupus nephritis.
 
-Everything here follows ../shared/clinical-rules.md. No Django import: values come in as
+Everything here follows docs/clinical-rules.md. No Django import: values come in as
 Decimal / date / aware datetime, verdicts go out as the stable lowercase codes of §9.
 Every threshold is an argument (see ``Thresholds``) so the stored configuration decides,
 not a literal buried in the logic.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import statistics
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -98,6 +99,41 @@ class RuleError(ValueError):
         super().__init__(f"{field}: value '{value}': {message}")
 
 
+# --- text ----------------------------------------------------------------------------------
+
+LINE_BREAKS = frozenset("\t\n\r")
+CONTROL_MESSAGE = "contains a control character ({code}), which text may not hold: retype it"
+
+
+def control_character(text: str, *, multiline: bool = False) -> str | None:
+    """The first control character of ``text`` (NUL, escape, bell, C1 codes, a lone
+    surrogate...), or None. Multi-line text may hold tabs and line breaks. PostgreSQL refuses
+    NUL and SQLite stores it; both would store the others, invisible on every page."""
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cs") and not (multiline and char in LINE_BREAKS):
+            return char
+    return None
+
+
+def _escaped(char: str) -> str:
+    if unicodedata.category(char) not in ("Cc", "Cs"):
+        return char
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\\x1b``), for a message."""
+    return "".join(_escaped(char) for char in text)
+
+
+def check_text(field: str, text: str, *, multiline: bool = False) -> str:
+    """``text`` unchanged, or a RuleError naming the field and the character."""
+    char = control_character(text, multiline=multiline)
+    if char is not None:
+        raise RuleError(field, visible(text), CONTROL_MESSAGE.format(code=f"U+{ord(char):04X}"))
+    return text
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """Configurable thresholds with the defaults of clinical-rules.md (tag in the comment)."""
@@ -139,6 +175,10 @@ class ParsedValue:
 _VALUE_RE = re.compile(r"^\s*([<>])?\s*([0-9]+(?:[.,][0-9]+)?|[.,][0-9]+)\s*$")
 
 
+# A ','-delimited file would split "5,2" in two cells; with ';' it is allowed.
+DECIMAL_COMMA_IN_FILE = "decimal comma is only accepted in ';'-delimited files"
+
+
 def parse_reported_value(
     text: object, *, decimal_comma: bool = False, field: str = "value"
 ) -> ParsedValue:
@@ -155,7 +195,7 @@ def parse_reported_value(
     comparator, number = match.group(1) or "", match.group(2)
     if "," in number:
         if not decimal_comma:
-            raise RuleError(field, raw, "decimal comma is only accepted in ';'-delimited files")
+            raise RuleError(field, raw, DECIMAL_COMMA_IN_FILE)
         number = number.replace(",", ".")
     try:
         value = Decimal(number)
@@ -425,6 +465,7 @@ class Duration:
     code: str  # met, duration_under_36_months, premature_discontinuation, unknown
     months: Decimal | None  # to the end date or as-of date, whichever is earlier
     total_months: Decimal | None  # to the recorded/planned end, or to as-of when ongoing
+    planned: bool = False  # the end date lies after the as-of date
 
 
 def duration_status(
@@ -436,17 +477,36 @@ def duration_status(
     days_per_month: Decimal = DEFAULT_THRESHOLDS.days_per_month,
 ) -> Duration:
     """The 36-month rule. A recorded or planned end short of the requirement is premature
-    discontinuation, which wins over 'under 36 months'. Compared unrounded."""
+    discontinuation, which wins over 'under 36 months'. ``met`` only when the requirement has
+    passed by the as-of date, or the recorded end came at or after it: a planned end beyond
+    36 months does not make a patient at 34.8 months ``met``. Compared unrounded."""
     if start is None:
         return Duration(DURATION_UNKNOWN, None, None)
     so_far = months_between(start, min(end, as_of) if end else as_of, days_per_month)
     so_far = max(so_far, Decimal(0))
     if end is not None:
         total = months_between(start, end, days_per_month)
-        code = PREMATURE_DISCONTINUATION if total < required_months else DURATION_MET
-        return Duration(code, so_far, total)
+        planned = end > as_of
+        if total < required_months:
+            code = PREMATURE_DISCONTINUATION
+        elif not planned or so_far >= required_months:
+            code = DURATION_MET
+        else:
+            code = DURATION_UNDER_36_MONTHS
+        return Duration(code, so_far, total, planned)
     code = DURATION_UNDER_36_MONTHS if so_far < required_months else DURATION_MET
     return Duration(code, so_far, so_far)
+
+
+def duration_progress(duration: Duration, required_months: Decimal) -> str:
+    """ "34.8 of 36 months", and with a planned end "…; the planned end gives 42.0"."""
+    if duration.months is None:
+        return ""
+    required = f"{required_months.normalize():f}"
+    text = f"{round_to(duration.months, 1)} of {required} months"
+    if duration.planned and duration.total_months is not None:
+        text += f"; the planned end gives {round_to(duration.total_months, 1)}"
+    return text
 
 
 # --- §6 kidney function ------------------------------------------------------------------

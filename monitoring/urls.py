@@ -1,15 +1,25 @@
+"""The clinic's pages, grouped by page family. The back office is the Django admin
+(tdm_site/urls.py); who may use each URL is docs/permissions.md, enforced by
+tests/integration/test_permissions.py."""
+
 from django.urls import path
+
+from .views import audit as audit_views
+from .views import exports as export_views
+from .views import fhir as fhir_views
+from .views import hl7_endpoint
+from .views import imports as import_views
+from .views import patient as patient_views
+from .views import report as report_views
+from .views import worklist as worklist_views
 
 app_name = "monitoring"
 
-urlpatterns: list = [
-    # Each page family adds its routes here.
-]
-
-# The patient page (issue 3) and its htmx writes.
-from .views import patient as patient_views  # noqa: E402
-
-urlpatterns += [
+urlpatterns = [
+    # Worklist: the home page (every active patient, most urgent first) and its CSV.
+    path("", worklist_views.worklist, name="worklist"),
+    path("worklist/export.csv", worklist_views.worklist_export, name="worklist_export"),
+    # Patient page: one patient's troughs, chart and alerts, and its htmx writes.
     path("patients/<int:pk>/", patient_views.patient_detail, name="patient"),
     path("patients/<int:pk>/levels/add/", patient_views.level_add, name="level_add"),
     path(
@@ -22,45 +32,22 @@ urlpatterns += [
         patient_views.level_mark_error,
         name="level_mark_error",
     ),
-]
-
-# The worklist (home page) and its CSV export (issue 3).
-from .views import worklist as worklist_views  # noqa: E402
-
-urlpatterns += [
-    path("", worklist_views.worklist, name="worklist"),
-    path("worklist/export.csv", worklist_views.worklist_export, name="worklist_export"),
-]
-
-# The audit trail (issue 6): a patient's change history; the access log for superusers.
-from .views import audit as audit_views  # noqa: E402
-
-urlpatterns += [
-    path("patients/<int:pk>/history/", audit_views.patient_history_view, name="patient_history"),
-    path("audit/access-log/", audit_views.access_log, name="access_log"),
-    path("audit/access-log.csv", audit_views.access_log_csv, name="access_log_csv"),
-]
-
-# Data import (issue 5): the web upload page, the HL7 interface endpoint, the FHIR download.
-from .views import fhir as fhir_views  # noqa: E402
-from .views import hl7_endpoint  # noqa: E402
-from .views import imports as import_views  # noqa: E402
-
-urlpatterns += [
-    path("imports/", import_views.import_page, name="import"),
-    path("imports/confirm/", import_views.import_confirm, name="import_confirm"),
-    path("imports/errors.csv", import_views.import_errors_csv, name="import_errors"),
-    path("hl7/inbound/", hl7_endpoint.hl7_inbound, name="hl7_inbound"),
     path("patients/<int:pk>/fhir.json", fhir_views.patient_fhir, name="patient_fhir"),
-]
-
-# The printable report (issue 4): one patient, its sign-off, and the worklist's batch print.
-from .views import report as report_views  # noqa: E402
-
-urlpatterns += [
+    # Report: the printable report of one patient, its sign-off, the worklist's batch print.
     path("patients/<int:pk>/report/", report_views.patient_report, name="report"),
     path(
         "patients/<int:pk>/report/sign-off/", report_views.report_sign_off, name="report_sign_off"
     ),
     path("reports/batch/", report_views.batch_report, name="report_batch"),
+    # Audit: a patient's change history; the access log for superusers.
+    path("patients/<int:pk>/history/", audit_views.patient_history_view, name="patient_history"),
+    path("audit/access-log/", audit_views.access_log, name="access_log"),
+    path("audit/access-log.csv", audit_views.access_log_csv, name="access_log_csv"),
+    # Import: the web upload page (preview, confirm, error rows) and the HL7 interface.
+    path("imports/", import_views.import_page, name="import"),
+    path("imports/confirm/", import_views.import_confirm, name="import_confirm"),
+    path("imports/errors.csv", import_views.import_errors_csv, name="import_errors"),
+    path("hl7/inbound/", hl7_endpoint.hl7_inbound, name="hl7_inbound"),
+    # Export: the contract exports (levels, patients) as downloads.
+    path("exports/", export_views.export_page, name="export"),
 ]

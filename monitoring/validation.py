@@ -8,10 +8,12 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from . import rules
 from .models import (
+    MRN_RULE,
     MRN_VALIDATOR,
     Assay,
     Cyp3a5Expresser,
@@ -58,6 +60,25 @@ LAB_PLAUSIBLE = {
 ASSAY_SPELLINGS = {"LC-MS/MS": Assay.LCMSMS, "LCMS/MS": Assay.LCMSMS, "LC-MSMS": Assay.LCMSMS}
 
 
+def no_control_characters(value: object) -> None:
+    """Django validator for one-line text (forms, the admin): no control characters."""
+    _refuse_controls(value, multiline=False)
+
+
+def no_control_characters_multiline(value: object) -> None:
+    """Django validator for multi-line text: tabs and line breaks allowed, nothing else."""
+    _refuse_controls(value, multiline=True)
+
+
+def _refuse_controls(value: object, *, multiline: bool) -> None:
+    if not isinstance(value, str):
+        return
+    try:
+        rules.check_text("", value, multiline=multiline)
+    except RuleError as exc:
+        raise ValidationError(f"value '{exc.value}': {exc.message}", code="control") from exc
+
+
 def _text(value: object) -> str:
     return "" if value is None else str(value).strip()
 
@@ -74,7 +95,7 @@ def mrn(value: object, field: str = "mrn") -> str:
     try:
         MRN_VALIDATOR(text)
     except Exception as exc:
-        raise RuleError(field, text, "letters, digits and '-' only, up to 32 characters") from exc
+        raise RuleError(field, text, MRN_RULE) from exc
     return text
 
 
@@ -159,7 +180,7 @@ def parse_decimal(
     normal = text.replace(",", ".") if decimal_comma else text
     if not re.match(r"^-?(\d+(\.\d*)?|\.\d+)$", normal):
         if "," in text and not decimal_comma:
-            raise RuleError(field, text, "decimal comma is only accepted in ';'-delimited files")
+            raise RuleError(field, text, rules.DECIMAL_COMMA_IN_FILE)
         raise RuleError(field, text, "is not a number")
     try:
         number = Decimal(normal)

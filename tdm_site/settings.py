@@ -108,9 +108,14 @@ MIDDLEWARE = [
     "monitoring.middleware.DatabaseErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Above the CSRF check, which parses the body: an upload declared over the limit is
+    # refused before a byte of it is read (monitoring.uploads).
+    "monitoring.uploads.UploadSizeMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "monitoring.middleware.SessionIdleMiddleware",
+    # Below authentication: answers to a signed-in user are never cached (no-store, private).
+    "monitoring.middleware.PrivateResponseMiddleware",
     # Every view requires a logged-in user unless decorated with @login_not_required.
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -170,20 +175,25 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
-# Login lockout (django-axes): after LOGIN_FAILURE_LIMIT failed logins for one username, or
-# from one client address, further attempts are refused for LOGIN_COOLOFF_MINUTES (the page
-# says so, with status 429); a successful login clears that user's and address's failures.
+# Login lockout (django-axes, policy in monitoring.lockout): after LOGIN_FAILURE_LIMIT failed
+# logins for one username (from any address), or LOGIN_ADDRESS_FAILURE_LIMIT failures from one
+# client address (any accounts: a clinic behind one NAT shares it), further attempts are
+# refused for LOGIN_COOLOFF_MINUTES (the page says so, with status 429). A successful login
+# clears that user's own failures only; every failure stays in axes' AccessFailureLog.
 # Staff can lift a lockout at once with `manage.py axes_reset_username NAME` (docs/security.md).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # must be first: refuses locked-out attempts
     "django.contrib.auth.backends.ModelBackend",
 ]
+AXES_HANDLER = "monitoring.lockout.LoginLockoutHandler"
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 20)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
-# Either criterion locks: one account guessed from many addresses, or many accounts tried
-# from one address (password spraying).
+# Records are kept per (username, address); the handler counts them per username and per
+# address.
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_LOCKOUT_CALLABLE = "monitoring.views.audit.lockout_response"
 # The client address behind PROXY_COUNT trusted reverse proxies (X-Forwarded-For); also
 # recorded in the patient access log. Default: one proxy in production, none in development.
@@ -194,6 +204,8 @@ AXES_USERNAME_CALLABLE = "monitoring.audit.lockout_username"
 # ---------------------------------------------------------------------------------------
 # Internationalisation and time: store UTC, show the site's zone.
 LANGUAGE_CODE = "en-gb"
+# ISO dates everywhere, the admin's widgets and lists included (tdm_site/formats/).
+FORMAT_MODULE_PATH = ["tdm_site.formats"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
@@ -224,6 +236,10 @@ MEDIA_ROOT = BASE_DIR / "media"
 # Uploads (CSV/HL7 files) are small; refuse anything bigger than 5 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Files are kept in memory up to UPLOAD_MAX_BYTES and never written to a temporary file; a
+# larger one is dropped as it arrives (monitoring.uploads).
+UPLOAD_MAX_BYTES = 5 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = ["monitoring.uploads.LimitedMemoryUploadHandler"]
 
 # ---------------------------------------------------------------------------------------
 # Security. HTTPS is assumed unless DEBUG is on or the run is a test (the Django test client

@@ -1,5 +1,5 @@
 """Read a CSV upload into header-keyed rows: encoding, delimiter and header conventions of
-../shared/data-formats.md, with every problem reported rather than raised."""
+docs/data-formats.md, with every problem reported rather than raised."""
 
 from __future__ import annotations
 

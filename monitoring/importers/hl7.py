@@ -1,4 +1,4 @@
-"""HL7 v2 ORU^R01 lab results (../shared/data-formats.md, "HL7 v2 ORU^R01").
+"""HL7 v2 ORU^R01 lab results (docs/data-formats.md, "HL7 v2 ORU^R01").
 
 The wire format is read by python-hl7 (``hl7``); what a result means is decided by the same
 code as the CSV import: every tacrolimus result becomes a ``levels`` row and every kidney
@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import hl7
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from .. import config, rules, validation
+from ..log_filters import database_refusal
 from ..models import Assay, LabTest, LevelStatus, Patient, Source
 from ..services import patients_reassess
 from .kinds import (
@@ -69,6 +70,7 @@ RESULT_STATUS = {"F": LevelStatus.FINAL, "C": LevelStatus.CORRECTED, "P": LevelS
 ERR_SEGMENT_SEQUENCE = "100"
 ERR_REQUIRED_FIELD = "101"
 ERR_DATA_TYPE = "102"
+ERR_TABLE_VALUE = "103"
 ERR_UNSUPPORTED_TYPE = "200"
 ERR_UNKNOWN_KEY = "204"
 ERR_APPLICATION = "207"
@@ -76,6 +78,7 @@ ERR_TEXT = {
     ERR_SEGMENT_SEQUENCE: "Segment sequence error",
     ERR_REQUIRED_FIELD: "Required field missing",
     ERR_DATA_TYPE: "Data type error",
+    ERR_TABLE_VALUE: "Table value not found",
     ERR_UNSUPPORTED_TYPE: "Unsupported message type",
     ERR_UNKNOWN_KEY: "Unknown key identifier",
     ERR_APPLICATION: "Application internal error",
@@ -359,6 +362,8 @@ def _observations(
     observations: list[_Observation] = []
     errors: list[str] = []
     obr = None
+    known = 0
+    unknown_codes: list[str] = []
     for segment in message:
         name = str(segment[0])
         if name == "OBR":
@@ -375,7 +380,9 @@ def _observations(
         test = next((LAB_LOINC[c] for c in sorted(codes) if c in LAB_LOINC), None)
         if not level and test is None:
             result.counts["ignored"] += 1
+            unknown_codes.append(_unknown_code(segment))
             continue
+        known += 1
         problems: list[rules.RuleError] = []
         status_code = _get(segment, 11).upper()
         status = RESULT_STATUS.get(status_code)
@@ -443,7 +450,28 @@ def _observations(
             "accession": accession,
         }
         observations.append(_Observation("labs", label, row, fields))
+    if not known:
+        # Nothing we know how to store: a lab sending tacrolimus under its local code must
+        # hear it, not get AA for a message that stored nothing.
+        if unknown_codes:
+            result.error_code = ERR_TABLE_VALUE
+            errors.append(
+                f"{NO_RESULT}: OBX-3 codes not known here: {', '.join(unknown_codes)} "
+                f"(tacrolimus is LOINC {' or '.join(sorted(TACROLIMUS_LOINC))})"
+            )
+        else:
+            result.error_code = ERR_REQUIRED_FIELD
+            errors.append(f"{NO_RESULT}: the message has no OBX segment")
     return observations, errors
+
+
+NO_RESULT = "no tacrolimus or kidney result was found"
+
+
+def _unknown_code(obx) -> str:
+    code = _get(obx, 3, 1) or "?"
+    system = _get(obx, 3, 3)
+    return f"{code}^{system}" if system else code
 
 
 def _patient_mrn(message: hl7.Message) -> str:
@@ -491,25 +519,54 @@ def _import_one(
         result.reasons = [f"PID-3 value '{exc.value}': {exc.message}"]
         return result
     if errors:
-        result.status, result.error_code, result.reasons = ERROR, ERR_DATA_TYPE, errors
+        result.status = ERROR
+        result.error_code = result.error_code or ERR_DATA_TYPE
+        result.reasons = errors
         return result
+    # A concurrent identical message may store the same result between our read and our
+    # insert; the constraint refuses ours. Tried again, the message finds the result stored
+    # ("unchanged") and is acknowledged AA, as a re-sent message is.
+    for _attempt in range(MAX_ATTEMPTS):
+        ctx = Context(thresholds=thresholds, user=user, source=Source.HL7)
+        counts, errors, error_code, conflict = _store(observations, ctx)
+        if not (errors and conflict):
+            break
+    if errors:
+        result.status, result.reasons = ERROR, errors
+        result.error_code = error_code or ERR_DATA_TYPE
+        return result
+    result.counts.update(counts)
+    return result
+
+
+MAX_ATTEMPTS = 3
+
+
+def _store(observations: list[_Observation], ctx: Context) -> tuple[Counter, list[str], str, bool]:
+    """Write one message's observations in one transaction: (counts, errors, HL7 error code,
+    whether a uniqueness constraint refused a row). Any error rolls the message back."""
 
     importers = {"levels": HL7LevelImporter(ctx), "labs": LabImporter(ctx)}
-    counts = Counter()
+    counts: Counter = Counter()
+    errors: list[str] = []
+    error_code = ""
+    conflict = False
     try:
         with transaction.atomic():
             for obs in observations:
                 try:
                     with transaction.atomic():
-                        action, _mrn = importers[obs.kind].import_row(obs.row)
+                        action, _mrn = importers[obs.kind].checked_import(obs.row)
                     counts[f"{obs.kind}_{action}"] += 1
                 except RowErrors as exc:
                     errors.extend(
                         _where(obs.label, obs.fields.get(e.field, e.field), e) for e in exc.errors
                     )
                 except DatabaseError as exc:
-                    result.error_code = ERR_APPLICATION
-                    errors.append(f"{obs.label}: refused by the database: {exc}")
+                    # The error's text quotes the row: the ACK names the constraint only.
+                    error_code = ERR_APPLICATION
+                    conflict = conflict or isinstance(exc, IntegrityError)
+                    errors.append(f"{obs.label}: refused by the database: {database_refusal(exc)}")
             if errors:
                 raise _Rollback
             if (
@@ -520,11 +577,8 @@ def _import_one(
             ):
                 patients_reassess(Patient.objects.filter(pk__in=ctx.affected))
     except _Rollback:
-        result.status, result.reasons = ERROR, errors
-        result.error_code = result.error_code or ERR_DATA_TYPE
-        return result
-    result.counts.update(counts)
-    return result
+        counts = Counter()
+    return counts, errors, error_code, conflict
 
 
 def import_hl7_messages(text: str, *, user=None) -> list[MessageResult]:

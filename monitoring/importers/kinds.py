@@ -151,6 +151,19 @@ class Importer:
         """Validate and write one row; return (action, mrn)."""
         raise NotImplementedError
 
+    def checked_import(self, row: dict[str, str]) -> tuple[str, str]:
+        """``import_row`` after refusing any cell with a control character (NUL, escape...),
+        which SQLite would store and PostgreSQL refuse: the same answer on both."""
+        errors = []
+        for name, value in row.items():
+            try:
+                rules.check_text(name, value if isinstance(value, str) else "")
+            except rules.RuleError as exc:
+                errors.append(exc)
+        if errors:
+            raise RowErrors(errors)
+        return self.import_row(row)
+
     def prepare(self, rows: Sequence[dict[str, str]]) -> None:
         """Look up, before the first row, what the rows will need (bulk mode); nothing by
         default."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from django.db import DatabaseError, transaction
 
 from .. import config
+from ..log_filters import database_refusal
 from ..models import Patient, Source
 from ..services import patients_reassess
 from .csv_reader import Problem, read_table
@@ -94,13 +95,14 @@ def run_csv_import(
                     # PostgreSQL's transaction stays usable for reporting the rest.
                     savepoint = nullcontext() if importer.own_savepoints else transaction.atomic()
                     with savepoint:
-                        result.action, result.mrn = importer.import_row(row)
+                        result.action, result.mrn = importer.checked_import(row)
                 except RowErrors as exc:
                     result.problems = [
                         Problem(line, e.field, str(e.value), e.message) for e in exc.errors
                     ]
                 except DatabaseError as exc:
-                    result.problems = [Problem(line, "-", "", f"refused by the database: {exc}")]
+                    refusal = f"refused by the database: {database_refusal(exc)}"
+                    result.problems = [Problem(line, "-", "", refusal)]
                 report.problems.extend(result.problems)
                 report.rows.append(result)
             if report.problems or dry_run:
@@ -110,7 +112,9 @@ def run_csv_import(
             except DatabaseError as exc:
                 # Another import stored the same results meanwhile: the constraints refuse
                 # the batch, and this file writes nothing.
-                report.problems.append(Problem(0, "-", "", f"refused by the database: {exc}"))
+                report.problems.append(
+                    Problem(0, "-", "", f"refused by the database: {database_refusal(exc)}")
+                )
                 raise _Rollback from exc
             patients_reassess(
                 Patient.objects.filter(pk__in=ctx.affected), troughs=importer.changed_troughs()

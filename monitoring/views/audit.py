@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator
 from datetime import datetime, time, timedelta
 from functools import wraps
@@ -20,12 +19,13 @@ from django.views.decorators.http import require_GET
 
 from .. import validation
 from ..audit import HISTORY_KINDS, logs_access, patient_history
+from ..csv_safe import SafeCsvWriter
 from ..models import AccessLog, Patient
 from ..rules import RuleError
 
 HISTORY_PAGE_SIZE = 100
 ACCESS_PAGE_SIZE = 100
-ACCESS_COLUMNS = ["at", "username", "mrn", "view", "path", "ip"]
+ACCESS_COLUMNS = ["at", "username", "mrn", "view", "detail", "path", "ip"]
 
 
 def superuser_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -129,22 +129,18 @@ class _Echo:
         return value
 
 
-def _cell(text: str) -> str:
-    """A spreadsheet would run a cell starting with = + - @ as a formula: quote it."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _csv_lines(rows: QuerySet[AccessLog]) -> Iterator[str]:
-    writer = csv.writer(_Echo(), lineterminator="\n")
+    writer = SafeCsvWriter(_Echo(), lineterminator="\n")
     yield writer.writerow(ACCESS_COLUMNS)
     for row in rows.iterator(chunk_size=1000):
         yield writer.writerow(
             [
                 timezone.localtime(row.at).isoformat(timespec="seconds"),
-                _cell(row.username),
-                _cell(row.patient.mrn),
-                _cell(row.view_name),
-                _cell(row.path),
+                row.username,
+                row.patient.mrn if row.patient else "",
+                row.view_name,
+                row.detail,
+                row.path,
                 row.ip or "",
             ]
         )

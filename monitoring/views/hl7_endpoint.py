@@ -9,7 +9,11 @@ envelopes are tolerated). Each message is imported on its own, exactly as ``impo
 does, and acknowledged in order: AA accepted, AE application error (unknown patient, bad
 value; the reason in MSA-3 and ERR), AR rejected (unreadable, not an ORU^R01). The answer is
 200 with the ACKs concatenated, whatever they say: HL7 carries the verdict, HTTP the
-transport. Re-sending a message changes nothing (accession key), so a retry is safe.
+transport. Re-sending a message changes nothing (accession key), so a retry is safe; two
+identical messages arriving at once both get AA (the loser is tried again and finds the
+result stored). A message with no OBX, or only codes we do not know, gets AE "no tacrolimus
+or kidney result was found" naming the codes. A database refusal is reported by its class
+and constraint name, never its text (which quotes the row). Chunked bodies are read.
 
 HTTP errors: 401 missing or unknown token (with ``WWW-Authenticate: Bearer``), 413 body over
 ``MAX_BODY_BYTES``, 415 another content type, 400 no message in the body, 405 not a POST.
@@ -57,6 +61,26 @@ def _decode(body: bytes, charset: str | None) -> str:
         return body.decode("latin-1")
 
 
+def _read_body(request: HttpRequest) -> bytes:
+    """The body, read one byte past the limit rather than trusting the header alone
+    (request.body would raise instead of answering). A chunked body has no Content-Length,
+    which Django takes for an empty body: it is read from the server's decoded input
+    stream (gunicorn undoes the chunking) until its end or just past the limit."""
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not chunked or request.META.get("CONTENT_LENGTH"):
+        return request.read(MAX_BODY_BYTES + 1)
+    stream = request.META["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        part = stream.read(min(64 * 1024, MAX_BODY_BYTES + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 @csrf_exempt
 @login_not_required
 @require_POST
@@ -79,9 +103,7 @@ def hl7_inbound(request: HttpRequest) -> HttpResponse:
         return _plain(
             413, f"The body is over {MAX_BODY_BYTES} bytes: send fewer messages per request."
         )
-    # Read past the limit by one byte rather than trust the header alone (request.body would
-    # raise instead of answering).
-    body = request.read(MAX_BODY_BYTES + 1)
+    body = _read_body(request)
     if len(body) > MAX_BODY_BYTES:
         return _plain(
             413, f"The body is over {MAX_BODY_BYTES} bytes: send fewer messages per request."

@@ -46,6 +46,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_POST
 
+from ..csv_safe import SafeCsvWriter
 from ..history_reason import change_reason
 from ..importers import ImportReport, run_csv_import
 from ..importers.csv_reader import detect_delimiter
@@ -66,7 +67,7 @@ KIND_CHOICES = [
     (HL7, "HL7 v2 lab messages (ORU^R01)"),
 ]
 KIND_LABELS = dict(KIND_CHOICES)
-MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_UPLOAD_BYTES = settings.UPLOAD_MAX_BYTES
 MAX_AGE_SECONDS = 60 * 60
 SIGNING_SALT = "monitoring.views.imports.upload"
 # Rows shown in the preview table besides the error rows (all of which are shown).
@@ -98,6 +99,12 @@ class UploadForm(forms.Form):
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
+        if getattr(upload, "truncated", False):
+            raise ValidationError(
+                f"The file is over {_megabytes(MAX_UPLOAD_BYTES)}; the limit is "
+                f"{_megabytes(MAX_UPLOAD_BYTES)}. Split it into smaller files and upload "
+                "them one after the other."
+            )
         if upload.size > MAX_UPLOAD_BYTES:
             raise ValidationError(
                 f"The file is {_megabytes(upload.size)}; the limit is "
@@ -459,7 +466,7 @@ def csv_error_csv(data: bytes, report: ImportReport) -> str:
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = detect_delimiter(first) if first else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    writer = csv.writer(out, delimiter=delimiter)
+    writer = SafeCsvWriter(out, delimiter=delimiter)
     header: list[str] | None = None
     error_at = 0
     for cells in reader:
@@ -486,7 +493,7 @@ def csv_error_csv(data: bytes, report: ImportReport) -> str:
 
 def hl7_error_csv(results: list[MessageResult]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeCsvWriter(out)
     writer.writerow(["message", "control_id", "mrn", "status", "error"])
     for r in results:
         if not r.accepted:

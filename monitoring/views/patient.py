@@ -129,6 +129,8 @@ class TroughEntryForm(TroughLevelForm):
     """TroughLevelForm (the shared validation) as the clinic enters a new result: no
     entered-in-error status on creation, and the accession checked per patient."""
 
+    correction_reason = None  # a new result: nothing to correct
+
     class Meta(TroughLevelForm.Meta):
         fields = [
             "collected_at",
@@ -390,7 +392,12 @@ def duration_text(
     else:
         since = f"since induction start {patient.therapy_start}"
     text = f"{_months(duration.months)} of {required} months {since}"
-    if patient.therapy_end:
+    if patient.therapy_end and duration.planned:
+        text += (
+            f"; the planned end gives {_months(duration.total_months)} "
+            f"(planned end of immunosuppression {patient.therapy_end})"
+        )
+    elif patient.therapy_end:
         text += (
             f"; end of immunosuppression {patient.therapy_end} "
             f"({_months(duration.total_months)} months in total)"
@@ -650,6 +657,7 @@ def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required(
     ["monitoring.view_patient", "monitoring.add_troughlevel"], raise_exception=True
 )
+@logs_access("patient")  # its answers show the patient's troughs
 def level_add(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient, pk=pk)
     state = PageState.from_request(request)
@@ -678,6 +686,7 @@ def _render_add_form(
 @permission_required(
     ["monitoring.view_patient", "monitoring.change_troughlevel"], raise_exception=True
 )
+@logs_access("patient")  # its answers show the patient's troughs
 def level_last_dose(request: HttpRequest, pk: int, level_pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient, pk=pk)
     level = _level_of(patient, level_pk)
@@ -717,6 +726,7 @@ def level_last_dose(request: HttpRequest, pk: int, level_pk: int) -> HttpRespons
 @permission_required(
     ["monitoring.view_patient", "monitoring.change_troughlevel"], raise_exception=True
 )
+@logs_access("patient")  # its answers show the patient's troughs
 def level_mark_error(request: HttpRequest, pk: int, level_pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient, pk=pk)
     level = _level_of(patient, level_pk)

@@ -1,4 +1,4 @@
-"""The printable patient report (issue 4): one patient, or every patient on the worklist page.
+"""The printable patient report: one patient, or every patient on the worklist page.
 
 A report is a plain HTML page made for paper: ``static/css/report.css`` sets the A4 page, and
 CSS page-margin boxes print the patient's MRN and name at the top of every page and
@@ -34,10 +34,10 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_http_methods, require_safe
 
-from .. import charts, config, rules, services
+from .. import charts, config, rules, services, validation
 from ..assessment import PatientAssessment, with_metrics_window
-from ..audit import client_ip, logs_access
-from ..models import AccessLog, Patient, RecordStatus, ReportSignoff
+from ..audit import log_bulk_access, logs_access
+from ..models import Patient, RecordStatus, ReportSignoff
 from . import worklist as worklist_views
 from .patient import (
     DEFAULT_WINDOW_MONTHS,
@@ -309,6 +309,12 @@ class Report:
     added_since_signoff: list[str] = field(default_factory=list)
 
     @property
+    def added_since_pronoun(self) -> str:
+        """ "it" for one record recorded after the sign-off, "them" for more."""
+        one = len(self.added_since_signoff) == 1 and self.added_since_signoff[0].startswith("1 ")
+        return "it" if one else "them"
+
+    @property
     def page_name(self) -> str:
         return f"report-{self.patient.pk}"
 
@@ -436,6 +442,7 @@ class SignoffForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
         help_text="Printed on the report with your name and the time of the sign-off.",
         error_messages={"required": "an interpretation is required to sign off"},
+        validators=[validation.no_control_characters_multiline],
     )
 
 
@@ -535,6 +542,7 @@ def patient_report(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required(
     ["monitoring.view_patient", "monitoring.sign_off_report"], raise_exception=True
 )
+@logs_access("report")  # a refused sign-off shows the report again
 def report_sign_off(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_object_or_404(Patient, pk=pk)
     period = Period.from_request(request)
@@ -546,26 +554,6 @@ def report_sign_off(request: HttpRequest, pk: int) -> HttpResponse:
     )
     messages.success(request, "Interpretation saved and signed off.")
     return redirect(_report_url(patient, period) + "#signoff")
-
-
-def _log_batch_access(request: HttpRequest, patients: list[Patient]) -> None:
-    """One access-log row per patient printed, in one insert (``audit.log_access`` writes
-    one row per call)."""
-    user = request.user
-    ip = client_ip(request)
-    AccessLog.objects.bulk_create(
-        [
-            AccessLog(
-                user=user,
-                username=user.get_username(),
-                patient_id=p.pk,
-                view_name="report",
-                path=request.path[:200],
-                ip=ip,
-            )
-            for p in patients
-        ]
-    )
 
 
 @require_safe
@@ -589,7 +577,7 @@ def batch_report(request: HttpRequest) -> HttpResponse:
         for assessment in services.patients_assess(listed)
     ]
     if listed:
-        _log_batch_access(request, listed)
+        log_bulk_access(request, [p.pk for p in listed], "report")
     printed_at, printed_by = _printed_line(request)
     worklist_query = request.GET.copy()
     worklist_query.pop("period", None)

@@ -10,7 +10,6 @@ one batch, the patients whose summary predates today before the list is read.
 
 from __future__ import annotations
 
-import csv
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,8 +28,10 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from .. import config, rules, services
+from .. import config, rules, services, validation
 from ..alert_text import AlertText, alert_texts, next_action
+from ..audit import log_bulk_access
+from ..csv_safe import SafeCsvWriter
 from ..exports import fixed, iso
 from ..models import Patient, TroughLevel
 from ..selectors import worklist_patients
@@ -82,6 +83,7 @@ class WorklistFilters(forms.Form):
         label="Search MRN or name",
         required=False,
         max_length=100,
+        validators=[validation.no_control_characters],
         widget=forms.TextInput(
             attrs={
                 "type": "search",
@@ -110,6 +112,14 @@ class WorklistFilters(forms.Form):
         choices=_choices("any timing", TIMING_BADGE),
         widget=forms.Select(attrs={"id": "worklist-timing"}),
     )
+
+    def search_text(self) -> str:
+        """What the user searched and filtered for, as typed, for the access log."""
+        return "; ".join(
+            f"{name}={str(self.data.get(name, '')).strip()}"
+            for name in self.fields
+            if str(self.data.get(name, "")).strip()
+        )
 
     def selection(self) -> dict[str, str]:
         """The selector's arguments from the fields that are valid (invalid ones: no filter)."""
@@ -236,6 +246,11 @@ def worklist(request: HttpRequest) -> HttpResponse:
     filters, patients, today = _filtered(request)
     thresholds = config.load_thresholds()
     page = Paginator(patients, PAGE_SIZE).get_page(request.GET.get("page"))
+    # Every request of the list is a look at the patients it shows (fragments too: each
+    # search or page shows other patients), and a search is on record even if it finds nobody.
+    log_bulk_access(
+        request, [p.pk for p in page.object_list], "worklist", search=filters.search_text()
+    )
     context = {
         "filters": filters,
         "filtered": any(filters.selection().values()),
@@ -254,14 +269,9 @@ class _Echo:
         return value
 
 
-def _cell(text: str) -> str:
-    """Free text a spreadsheet could run as a formula ('=', '+', '-', '@') is quoted."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _export_lines(patients: QuerySet[Patient], today: date) -> Iterator[str]:
     thresholds = config.load_thresholds()
-    writer = csv.writer(_Echo(), lineterminator="\n")
+    writer = SafeCsvWriter(_Echo(), lineterminator="\n")
     yield writer.writerow(EXPORT_COLUMNS)
     for patient in patients.iterator(chunk_size=500):
         level = patient.latest_level
@@ -269,8 +279,8 @@ def _export_lines(patients: QuerySet[Patient], today: date) -> Iterator[str]:
         yield writer.writerow(
             [
                 patient.mrn,
-                _cell(patient.family_name),
-                _cell(patient.given_name),
+                patient.family_name,
+                patient.given_name,
                 iso(level.collected_at) if level else "",
                 fixed(level.value_ng_ml, 2) if level else "",
                 level.range_flag if level else "",
@@ -286,7 +296,13 @@ def _export_lines(patients: QuerySet[Patient], today: date) -> Iterator[str]:
 @permission_required("monitoring.view_patient", raise_exception=True)
 def worklist_export(request: HttpRequest) -> StreamingHttpResponse:
     """The filtered worklist (every page, same order) as CSV."""
-    _, patients, today = _filtered(request)
+    filters, patients, today = _filtered(request)
+    log_bulk_access(
+        request,
+        patients.values_list("pk", flat=True),
+        "worklist export",
+        search=filters.search_text(),
+    )
     response = StreamingHttpResponse(_export_lines(patients, today), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="worklist-{today:%Y-%m-%d}.csv"'
     return response

@@ -1,4 +1,4 @@
-"""The Content-Security-Policy holds in a real browser (issue 6): the pages send a strict
+"""The Content-Security-Policy holds in a real browser: the pages send a strict
 policy (no 'unsafe-inline' or 'unsafe-eval' for scripts) and nothing on them, htmx swaps and
 the plotly chart included, runs into it: no "Refused to …" console message, no page error.
 Pages: the worklist, the patient page and the printable report."""

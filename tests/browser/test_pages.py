@@ -1,4 +1,4 @@
-"""In a real browser: the worklist and the patient page (issue 3).
+"""In a real browser: the worklist and the patient page.
 
 Sign in, filter the worklist without a page load, open a patient, read the chart (target
 band, dose annotations, ng/mL ↔ nmol/L), add a trough inline and see the table and the

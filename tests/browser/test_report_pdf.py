@@ -1,4 +1,4 @@
-"""The printable report (issue 4) printed to PDF by headless Chromium, read back with pypdf.
+"""The printable report printed to PDF by headless Chromium, read back with pypdf.
 
 ``page.pdf()`` prints with the print stylesheet and the CSS page-margin boxes, as the
 browser's own "Save as PDF" does: the MRN and "Page X of Y" in the margins come from

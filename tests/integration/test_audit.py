@@ -237,11 +237,13 @@ def _view(status: int):
         ("head", 200, False, True),
         ("get", 403, False, False),
         ("get", 404, False, False),
-        ("post", 200, False, False),
-        ("get", 200, True, False),  # a fragment of a page already logged
+        ("get", 302, False, False),
+        ("post", 200, False, True),  # a write's answer shows the patient too
+        ("post", 422, False, True),  # a form re-shown with errors, on the whole page
+        ("get", 200, True, True),  # a fragment with no logged visit before it
     ],
 )
-def test_the_decorator_logs_successful_full_page_reads_only(
+def test_the_decorator_logs_every_response_that_shows_the_patient(
     patient, nurse, method, status, htmx, logged
 ):
     request = getattr(RequestFactory(), method)(f"/patients/{patient.pk}/report/")
@@ -352,8 +354,8 @@ def test_the_access_log_exports_as_csv_with_formulas_defused(client_for, patient
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert "attachment" in response["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == ["at", "username", "mrn", "view", "path", "ip"]
-    assert rows[1][1:] == ["'+cmd", "AUD-1", "patient", f"/patients/{patient.pk}/", "10.0.0.1"]
+    assert rows[0] == ["at", "username", "mrn", "view", "detail", "path", "ip"]
+    assert rows[1][1:] == ["'+cmd", "AUD-1", "patient", "", f"/patients/{patient.pk}/", "10.0.0.1"]
 
 
 # --- no patient data in logs or error pages --------------------------------------------------

@@ -325,3 +325,26 @@ def test_run_csv_import_reports_per_row_actions():
     report = run_csv_import("patients", PATIENTS.encode(), dry_run=True)
     assert report.ok and [r.action for r in report.rows] == ["created"]
     assert not report.written
+
+
+def test_the_patients_export_does_not_call_a_planned_end_met_before_36_months():
+    """docs/clinical-rules.md §5: on therapy at 34.8 months, planned end at 42 months."""
+    from datetime import date, timedelta
+
+    as_of = date(2026, 1, 1)
+    start = as_of - timedelta(days=1059)
+    end = start + timedelta(days=1278)
+    report = run_csv_import(
+        "patients",
+        (
+            "mrn,family_name,given_name,birth_date,sex,therapy_start,therapy_end\n"
+            f"DUR-1,Doe,Jane,1988-04-12,F,{start},{end}\n"
+        ).encode(),
+    )
+    assert report.ok, [str(p) for p in report.problems]
+
+    rows = export("patients", as_of.isoformat())
+
+    row = next(r for r in rows if r["mrn"] == "DUR-1")
+    assert row["duration_flag"] == "duration_under_36_months"
+    assert row["months_on_therapy"] == "34.8"

@@ -239,3 +239,100 @@ def test_staff_without_the_permission_cannot_see_tokens(client_for):
     clinician = client_for("clinician", is_staff=True)
     response = clinician.get(reverse("admin:monitoring_interfacetoken_changelist"))
     assert response.status_code == 403
+
+
+# --- no usable result, database refusals, chunked bodies -------------------------------------
+
+
+def without_obx(control="NOOBX") -> str:
+    return "".join(
+        segment + "\r"
+        for segment in message(control).split("\r")
+        if segment and not segment.startswith("OBX")
+    )
+
+
+def test_an_oru_without_obx_is_an_application_error_saying_no_result_was_found(token):
+    response = send(without_obx(), token)
+
+    [msa] = acks(response)
+    assert msa[:3] == ["MSA", "AE", "NOOBX"]
+    assert "no tacrolimus or kidney result was found" in response.content.decode()
+    assert TroughLevel.objects.count() == 0
+
+
+def test_an_oru_with_only_unknown_codes_names_them_in_the_error(token):
+    local = message("LOCAL").replace("77348-1^Tacrolimus trough^LN", "TACRO^Tacrolimus^L")
+    local = local.replace("2160-0^Creatinine^LN", "CREA^Creatinine^L")
+
+    response = send(local, token)
+
+    [msa] = acks(response)
+    assert msa[1] == "AE"
+    text = response.content.decode()
+    assert "no tacrolimus or kidney result was found" in text
+    assert "TACRO" in text and "CREA" in text
+    assert TroughLevel.objects.count() == 0
+
+
+def test_a_database_refusal_never_reaches_the_ack_verbatim(token, monkeypatch):
+    from django.db import IntegrityError
+
+    from monitoring.importers import kinds
+
+    def refuse(record, values, ctx):
+        raise IntegrityError(
+            'duplicate key value violates unique constraint "trough_unique_accession"\n'
+            "DETAIL:  Key (patient_id, accession)=(1, ACC-1) already exists."
+        )
+
+    monkeypatch.setattr(kinds, "_save_changes", refuse)
+
+    response = send(message(), token)
+
+    text = response.content.decode()
+    assert acks(response)[0][1] == "AE"
+    assert "refused by the database" in text
+    assert "trough_unique_accession" in text
+    assert "Key (" not in text and "ACC-1)" not in text and "DETAIL" not in text
+
+
+def test_a_chunked_body_is_read(token):
+    import io
+
+    body = message("CHUNKED").encode()
+
+    response = Client().post(
+        URL,
+        data=b"",
+        content_type=ER7,
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_TRANSFER_ENCODING="chunked",
+        CONTENT_LENGTH="",
+        CONTENT_TYPE=ER7,
+        **{"wsgi.input": io.BytesIO(body)},
+    )
+
+    assert response.status_code == 200
+    assert acks(response) == [["MSA", "AA", "CHUNKED"]]
+    assert TroughLevel.objects.count() == 1
+
+
+def test_a_chunked_body_over_the_limit_is_413(token, monkeypatch):
+    import io
+
+    monkeypatch.setattr(hl7_endpoint, "MAX_BODY_BYTES", 100)
+
+    response = Client().post(
+        URL,
+        data=b"",
+        content_type=ER7,
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        HTTP_TRANSFER_ENCODING="chunked",
+        CONTENT_LENGTH="",
+        CONTENT_TYPE=ER7,
+        **{"wsgi.input": io.BytesIO(message().encode())},
+    )
+
+    assert response.status_code == 413
+    assert TroughLevel.objects.count() == 0

@@ -255,9 +255,18 @@ def test_absurd_patient_numbers_are_not_found(client_for, pk, suffix):
 def test_an_oversized_form_body_is_refused_with_400(client_for, patient):
     url = reverse("monitoring:level_add", args=[patient.pk])
 
-    response = client_for("clinician").post(url, {"reported_value": "1" * (6 * 1024 * 1024)})
+    client = client_for("clinician")
+    value = "1" * (6 * 1024 * 1024)
 
-    assert response.status_code == 400
+    # A multipart body declared over the upload limit: 413 before the body is read.
+    multipart = client.post(url, {"reported_value": value})
+    # A urlencoded one: Django's DATA_UPLOAD_MAX_MEMORY_SIZE, 400.
+    urlencoded = client.post(
+        url, f"reported_value={value}", content_type="application/x-www-form-urlencoded"
+    )
+
+    assert multipart.status_code == 413
+    assert urlencoded.status_code == 400
     assert TroughLevel.objects.count() == 2
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from axes.models import AccessAttempt
+from axes.models import AccessAttempt, AccessFailureLog
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.sessions.models import Session
@@ -20,6 +20,8 @@ from tests.conftest import TEST_PASSWORD
 pytestmark = pytest.mark.django_db
 
 LIMIT = settings.AXES_FAILURE_LIMIT
+ADDRESS_LIMIT = settings.LOGIN_ADDRESS_FAILURE_LIMIT
+NAT = "192.0.2.77"  # a clinic's one public address
 
 
 def attempt(client, username: str, password: str, ip: str = "192.0.2.10"):
@@ -59,10 +61,17 @@ def test_the_account_lock_holds_from_another_address(client, user_factory):
     assert attempt(client, "ana", TEST_PASSWORD, ip="203.0.113.50").status_code == 429
 
 
-def test_one_address_trying_many_accounts_is_locked_too(client, user_factory):
+def test_one_address_trying_many_accounts_is_locked_at_the_higher_address_limit(
+    client, user_factory
+):
     user_factory(username="ana")
-    for i in range(LIMIT):
+    for i in range(ADDRESS_LIMIT - 1):
         attempt(client, f"guess{i}", "wrong", ip="192.0.2.99")
+    assert attempt(client, "ana", TEST_PASSWORD, ip="192.0.2.99").status_code == 302
+    client.post(reverse("logout"))
+
+    for i in range(2):
+        attempt(client, f"more{i}", "wrong", ip="192.0.2.99")
 
     assert attempt(client, "ana", TEST_PASSWORD, ip="192.0.2.99").status_code == 429
     # Another address is not affected.
@@ -80,6 +89,57 @@ def test_a_successful_login_clears_earlier_failures(client, user_factory):
         attempt(client, "ana", "wrong")
 
     assert attempt(client, "ana", TEST_PASSWORD).status_code == 302
+
+
+def test_a_login_from_the_same_address_does_not_clear_another_accounts_failures(
+    client, user_factory
+):
+    """An attacker with an account of their own signs in between guesses: only their own
+    counter is reset, so 16 guesses against bob are still 16, and bob is locked."""
+    user_factory(username="bob")
+    user_factory(username="eve")
+    for _ in range(4):
+        for _ in range(LIMIT - 1):
+            attempt(client, "bob", "wrong", ip=NAT)
+        assert attempt(client, "eve", TEST_PASSWORD, ip=NAT).status_code == 302
+        client.post(reverse("logout"))
+
+    assert attempt(client, "bob", TEST_PASSWORD, ip=NAT).status_code == 429
+
+
+def test_a_success_resets_only_the_counter_of_the_user_who_signed_in(client, user_factory):
+    user_factory(username="ana")
+    for _ in range(2):
+        attempt(client, "ana", "wrong", ip=NAT)
+        attempt(client, "bob", "wrong", ip=NAT)
+
+    assert attempt(client, "ana", TEST_PASSWORD, ip=NAT).status_code == 302
+
+    assert not AccessAttempt.objects.filter(username="ana").exists()
+    assert AccessAttempt.objects.get(username="bob").failures_since_start == 2
+
+
+def test_one_mistyping_person_does_not_lock_out_the_clinic_behind_one_address(client, user_factory):
+    user_factory(username="ana")
+    user_factory(username="ben")
+    for _ in range(LIMIT):
+        attempt(client, "ana", "wrong", ip=NAT)
+
+    assert attempt(client, "ana", TEST_PASSWORD, ip=NAT).status_code == 429
+    assert attempt(client, "ben", TEST_PASSWORD, ip=NAT).status_code == 302
+
+
+def test_every_failed_login_stays_on_record_after_a_success(client, user_factory):
+    user_factory(username="ana")
+    for _ in range(3):
+        attempt(client, "ana", "wrong", ip=NAT)
+
+    assert attempt(client, "ana", TEST_PASSWORD, ip=NAT).status_code == 302
+    AccessAttempt.objects.all().delete()  # the cool-off clean-up, or a staff reset
+
+    failures = AccessFailureLog.objects.filter(username="ana")
+    assert failures.count() == 3
+    assert {f.ip_address for f in failures} == {NAT}
 
 
 def test_the_lock_ends_after_the_cool_off(client, user_factory):

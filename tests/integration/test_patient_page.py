@@ -1,4 +1,4 @@
-"""The patient page (issue 3) through the Django client: header, alerts, chart, levels,
+"""The patient page through the Django client: header, alerts, chart, levels,
 metrics, and the three htmx writes (add a trough, add a last-dose time, mark in error)."""
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ CAPABILITIES: dict[str, set[str]] = {
     "correct_trough": {"clinician", "data_entry", "superuser"},
     "sign_off": {"clinician", "superuser"},
     "import": {"data_entry", "superuser"},
+    "export": {"data_entry", "superuser"},
     "audit": {"superuser"},
     "interface": set(),  # a bearer token, never a session
 }
@@ -78,6 +79,7 @@ URLS: dict[str, Rule] = {
     "monitoring:import_confirm": Rule("import", "POST"),
     "monitoring:import_errors": Rule("import", "POST"),
     "monitoring:hl7_inbound": Rule("interface", "POST"),
+    "monitoring:export": Rule("export"),
     "monitoring:access_log": Rule("audit"),
     "monitoring:access_log_csv": Rule("audit"),
 }
@@ -87,7 +89,7 @@ URLS: dict[str, Rule] = {
 # are not staff: every admin URL sends them to the admin login.
 ADMIN_MODELS: dict[str, dict[str, str]] = {
     "monitoring.patient": {"data_entry": "vac", "superuser": "vac"},
-    "monitoring.targetassignment": {"data_entry": "vac", "superuser": "vac"},
+    "monitoring.targetassignment": {"data_entry": "v", "superuser": "vac"},
     "monitoring.regimen": {"data_entry": "vac", "superuser": "vac"},
     "monitoring.troughlevel": {"data_entry": "vac", "superuser": "vac"},
     "monitoring.concomitantdrug": {"data_entry": "vac", "superuser": "vac"},

@@ -1,4 +1,4 @@
-"""The printable patient report (issue 4) through the Django client: who may read and sign
+"""The printable patient report through the Django client: who may read and sign
 it off, what it contains, the period choice, the sign-off and its history, the batch print
 from the worklist and its query count. Printing to PDF is tested in
 tests/browser/test_report_pdf.py."""

@@ -34,7 +34,10 @@ def _days(n):
         # planned end in the future
         (START, _days(900), _days(400), "premature_discontinuation"),  # wins over under-36
         (START, _days(1095), _days(400), "premature_discontinuation"),
-        (START, _days(1096), _days(400), "met"),  # planned long enough; spec: met
+        # planned long enough, but 36 months have not passed yet: not met (§5)
+        (START, _days(1096), _days(400), "duration_under_36_months"),
+        (START, _days(1300), _days(1096), "met"),  # 36 months passed by the as-of date
+        (START, _days(1300), _days(1095), "duration_under_36_months"),
         # no anchor
         (None, None, AS_OF, "unknown"),
         (None, date(2025, 1, 1), AS_OF, "unknown"),
@@ -106,3 +109,24 @@ def test_required_months_configurable(required, days, code):
 
 def test_months_between():
     assert rules.months_between(START, _days(30), D("30.4375")) == D(30) / D("30.4375")
+
+
+def test_a_planned_end_past_36_months_is_not_met_before_36_months_have_passed():
+    """§5's example: on therapy at 34.8 months, planned end at 42 months."""
+    as_of = _days(1059)  # 34.79 months
+    planned_end = _days(1278)  # 41.99 months
+
+    result = rules.duration_status(START, planned_end, as_of)
+
+    assert result.code == "duration_under_36_months"
+    assert result.planned
+    assert rules.duration_progress(result, D(36)) == "34.8 of 36 months; the planned end gives 42.0"
+
+
+def test_progress_without_a_planned_end_is_months_so_far():
+    ongoing = rules.duration_status(START, None, _days(400))
+    ended = rules.duration_status(START, _days(1200), _days(1500))
+
+    assert rules.duration_progress(ongoing, D(36)) == "13.1 of 36 months"
+    assert not ended.planned
+    assert rules.duration_progress(ended, D(36)) == "39.4 of 36 months"

@@ -5,12 +5,11 @@ only (MAP, population model, proportional rule) and summarise the errors per met
 overall and per model. The result is also stored for the forecast-check page.
 """
 
-import csv
 import time
 
 from django.core.management.base import BaseCommand
 
-from monitoring.csv_safety import safe_cell
+from monitoring.csv_safe import SafeCsvWriter
 from monitoring.forecast_check import run_check, store_check
 from monitoring.models import Patient
 
@@ -58,12 +57,12 @@ class Command(BaseCommand):
             )
         if output:
             with open(output, "w", encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
+                writer = SafeCsvWriter(handle, lineterminator="\n")
                 writer.writerow(COLUMNS)
                 for row in result["rows"]:
                     writer.writerow(
                         [
-                            safe_cell(row["scope"]),
+                            row["scope"],
                             row["method"],
                             row["n"],
                             "" if row["median_error"] is None else f"{row['median_error']:.2f}",

@@ -4,13 +4,12 @@ MAP-Bayesian estimates for every ID of an NM-TRAN style data set (model-informed
 specification, §3 and §4). MODEL is a model file's path or a shipped model's id.
 """
 
-import csv
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
 from monitoring import pk
-from monitoring.csv_safety import safe_cell
+from monitoring.csv_safe import SafeCsvWriter
 
 
 def number(value: float) -> str:
@@ -47,7 +46,7 @@ class Command(BaseCommand):
                 values = [*result.eta, *result.sd, result.ofv]
             else:
                 values = [float("nan")] * (2 * len(names) + 1)
-            rows.append([safe_cell(result.subject_id), *(number(v) for v in values)])
+            rows.append([result.subject_id, *(number(v) for v in values)])
         self._write(output, header, rows)
 
         if predictions:
@@ -56,7 +55,7 @@ class Command(BaseCommand):
                 for i in range(len(result.time)):
                     prediction_rows.append(
                         [
-                            safe_cell(result.subject_id),
+                            result.subject_id,
                             f"{result.time[i]:.10g}",
                             number(result.dv[i]),
                             number(result.pred[i]),
@@ -86,11 +85,13 @@ class Command(BaseCommand):
     def _write(self, path, header, rows):
         if path:
             with open(path, "w", encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle, lineterminator="\n")
+                writer = SafeCsvWriter(handle, lineterminator="\n")
                 writer.writerow(header)
-                writer.writerows(rows)
+                for row in rows:
+                    writer.writerow(row)
         else:
-            writer = csv.writer(self.stdout, lineterminator="\n")
+            writer = SafeCsvWriter(self.stdout, lineterminator="\n")
             writer.writerow(header)
-            writer.writerows(rows)
+            for row in rows:
+                writer.writerow(row)
             sys.stdout.flush()
