@@ -82,7 +82,7 @@ _TEXTS = [
         "Interaction: re-check",
         "An interacting drug was started or stopped recently or since the last trough.",
         "G",
-        "check interaction",
+        "re-check trough",
     ),
     (
         rules.CNI_COMBINATION,
@@ -162,7 +162,39 @@ def alert_texts(codes: list[str]) -> list[AlertText]:
 
 
 def next_action(codes: list[str]) -> str:
+    """The action of the first alert in priority order: for a list of codes alone (the
+    stored summaries carry the full next action, ``action_text``)."""
     for code in ACTION_PRIORITY:
         if code in codes:
             return ALERTS[code].action
+    return "no action"
+
+
+def _expect(direction: str | None) -> str:
+    return f" (expect the level to {direction})" if direction else ""
+
+
+def action_text(action: rules.NextAction) -> str:
+    """The next action in words: "re-check trough at steady state, due by 2026-12-20"."""
+    due = f", due by {action.due:%Y-%m-%d}" if action.due else ""
+    if action.code == rules.ACTION_ADD_LAST_DOSE:
+        return "add last-dose time"
+    if action.code == rules.ACTION_RECHECK_AFTER_CHANGE:
+        return f"re-check trough at steady state{_expect(action.direction)}{due}"
+    if action.code == rules.ACTION_REPEAT_SENSITIVE_ASSAY:
+        return "repeat the trough with a more sensitive assay (result censored inside the band)"
+    if action.code == rules.ACTION_RECHECK_TIMED:
+        return "re-check a correctly timed trough"
+    if action.code == rules.ACTION_RECHECK_STEADY:
+        timed = " correctly timed" if action.timed else ""
+        return f"re-check a{timed} trough at steady state".replace("a trough", "trough")
+    if action.code == rules.ACTION_REVIEW_DOSE:
+        return "review dose"
+    if action.code == rules.ACTION_RECHECK_INTERACTION:
+        return f"re-check trough{_expect(action.direction)}{due}"
+    if action.code == rules.ACTION_ALERT and action.alert in ALERTS:
+        text = ALERTS[action.alert].action
+        if action.alert == rules.LEVEL_OVERDUE and action.due:
+            text += f" (due {action.due:%Y-%m-%d})"
+        return text
     return "no action"

@@ -93,6 +93,8 @@ class PatientAssessment:
     baseline_egfr: Decimal | None
     dose_suggestion: Decimal | None
     alerts: list[str] = field(default_factory=list)
+    next_due: date | None = None
+    action: rules.NextAction = field(default_factory=lambda: rules.NextAction(rules.ACTION_NONE))
 
     @property
     def warning_count(self) -> int:
@@ -323,7 +325,51 @@ def assess_patient(
             cv_high_percent=t.cv_high_percent,
         )
     )
+    decide_next_action(result, on_tacrolimus, change_times, events, t)
     return result
+
+
+def decide_next_action(
+    result: PatientAssessment,
+    on_tacrolimus: bool,
+    change_times: Sequence[datetime],
+    events: Sequence[rules.DrugEvent],
+    t: rules.Thresholds,
+) -> None:
+    """The next trough's due date and the next action, in the site's local time. Only the
+    latest trough can answer a change (it is the newest), so nothing older is read: the
+    narrow re-judge of an import loads no more than it did."""
+    zone = timezone.get_current_timezone()
+    latest = result.latest
+    latest_at = latest.level.collected_at.astimezone(zone) if latest else None
+    changes = [c.astimezone(zone) for c in change_times if c <= result.now]
+    result.next_due = rules.next_trough_due(
+        on_tacrolimus=on_tacrolimus,
+        trough_times=[latest_at] if latest_at else [],
+        change_events=changes,
+        today=result.now.astimezone(zone).date(),
+        overdue_days=t.overdue_days,
+        post_change_days=t.post_change_trough_days,
+        steady_state_hours=t.steady_state_hours,
+    )
+    regimen_changes = [
+        c
+        for c in regimen_change_times(
+            [r for r in result.records.regimens if r.status == RecordStatus.ACTIVE]
+        )
+        if c <= result.now and (latest_at is None or c > latest_at)
+    ]
+    result.action = rules.next_action(
+        alerts=result.alerts,
+        latest=(
+            rules.LatestTrough(latest_at, latest.range, latest.timing.code, latest.steady_state)
+            if latest
+            else None
+        ),
+        changes_since_latest=regimen_changes if on_tacrolimus else [],
+        interaction_events=result.interaction_events,
+        due=result.next_due,
+    )
 
 
 def compute_metrics(

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime, time
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from . import rules
+
+# The site's default target profile (clinical-rules.md §2), seeded by migration 0002.
+DEFAULT_PROFILE_CODE = "ln_maintenance"
+DEFAULT_TARGET_REASON = "site default target at registration"
 
 MRN_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9-]{1,32}$", "letters, digits and '-' only, up to 32 characters"
@@ -80,6 +85,17 @@ class Sex(models.TextChoices):
     OTHER = "X", "X (unspecified)"
 
 
+# The summary services.patients_reassess stores on each patient (not history: computed).
+PATIENT_SUMMARY_FIELDS = [
+    "alert_codes",
+    "warning_count",
+    "latest_level",
+    "assessed_on",
+    "next_action",
+    "next_trough_due",
+]
+
+
 class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=32, unique=True, validators=[MRN_VALIDATOR])
     family_name = models.CharField(max_length=100)
@@ -123,19 +139,53 @@ class Patient(models.Model):
         editable=False,
     )
     assessed_on = models.DateField(null=True, blank=True, editable=False)
+    next_action = models.CharField(max_length=200, blank=True, editable=False)
+    next_trough_due = models.DateField(null=True, blank=True, editable=False)
 
-    history = HistoricalRecords(
-        excluded_fields=["alert_codes", "warning_count", "latest_level", "assessed_on"]
-    )
+    history = HistoricalRecords(excluded_fields=PATIENT_SUMMARY_FIELDS)
 
     class Meta:
         ordering = ["mrn"]
-        indexes = [models.Index(fields=["active", "-warning_count"])]
+        indexes = [
+            models.Index(fields=["active", "-warning_count"]),
+            models.Index(fields=["active", "next_trough_due"], name="patient_active_next_due"),
+        ]
         # The web upload page (CSV and HL7 files): granted to data_entry (migration 0004).
         permissions = [("import_data", "Can import data files")]
 
     def __str__(self) -> str:
         return f"{self.mrn} {self.family_name}, {self.given_name}"
+
+    def save(self, *args, **kwargs) -> None:
+        """A new patient gets a target assignment from the start of their record (the
+        birth date), so every trough has a target in force and a later first phase only
+        judges the troughs after it. The importer names the file's profile in
+        ``initial_target_profile``; otherwise the site's default profile applies."""
+        adding = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if adding:
+                self._assign_initial_target()
+
+    def _assign_initial_target(self) -> None:
+        profile = getattr(self, "initial_target_profile", None)
+        if profile is None:
+            profile = TargetProfile.objects.filter(code=DEFAULT_PROFILE_CODE).first()
+        if profile is None:  # reference data wiped: the judging falls back to the default
+            return
+        assignment = TargetAssignment(
+            patient=self,
+            profile=profile,
+            # to_python: a date given as text (``create(birth_date="1990-01-02")``) is valid
+            effective_from=record_start(
+                self._meta.get_field("birth_date").to_python(self.birth_date)
+            ),
+        )
+        assignment._change_reason = DEFAULT_TARGET_REASON
+        user = getattr(self, "_history_user", None)
+        if user is not None:
+            assignment._history_user = user
+        assignment.save()
 
     @property
     def alerts(self) -> list[str]:
@@ -156,6 +206,11 @@ class Patient(models.Model):
             errors["anchor_reason"] = "a reason is required when another anchor date is set"
         if errors:
             raise ValidationError(errors)
+
+
+def record_start(birth_date) -> datetime:
+    """Local midnight of the birth date: the earliest instant a patient's record covers."""
+    return timezone.make_aware(datetime.combine(birth_date, time.min))
 
 
 class TargetAssignment(models.Model):

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import config, rules, validation
+from .alert_text import action_text
 from .assessment import (
     PatientAssessment,
     assess_patient,
@@ -19,6 +20,7 @@ from .assessment import (
 )
 from .models import (
     LEVEL_COMPUTED_FIELDS,
+    PATIENT_SUMMARY_FIELDS,
     ConcomitantDrug,
     LabResult,
     LevelStatus,
@@ -105,16 +107,22 @@ def patients_reassess(
                     setattr(level, k, v)
                 changed_levels.append(level)
         patient = result.records.patient
-        patient.alert_codes = ";".join(result.alerts)
-        patient.warning_count = result.warning_count
+        patient_summary_set(patient, result, as_of)
         patient.latest_level = result.latest.level if result.latest else None
-        patient.assessed_on = as_of
     with transaction.atomic():
         _update_each(TroughLevel, changed_levels, COMPUTED_LEVEL_FIELDS)
-        _update_each(
-            Patient, patients, ["alert_codes", "warning_count", "latest_level", "assessed_on"]
-        )
+        _update_each(Patient, patients, PATIENT_SUMMARY_FIELDS)
     return results
+
+
+def patient_summary_set(patient: Patient, result: PatientAssessment, as_of: date) -> None:
+    """The stored summary of a judged patient (not saved here), but ``latest_level``, which
+    a bulk insert can set only once the troughs have keys (``synthetic.write``)."""
+    patient.alert_codes = ";".join(result.alerts)
+    patient.warning_count = result.warning_count
+    patient.assessed_on = as_of
+    patient.next_action = action_text(result.action)
+    patient.next_trough_due = result.next_due
 
 
 def patients_refresh_summaries(patients: Iterable[Patient]) -> None:

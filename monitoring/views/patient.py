@@ -26,7 +26,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget
 
 from .. import charts, config, rules, services, validation
-from ..alert_text import alert_texts
+from ..alert_text import action_text, alert_texts
 from ..assessment import LevelAssessment, PatientAssessment
 from ..audit import logs_access
 from ..forms import ErrorReasonForm, TroughLevelForm
@@ -564,6 +564,11 @@ def _page_context(
         "steady_hours": _dose(thresholds.steady_state_hours),
         "alerts": alert_items(assessment, state.unit),
         "dose_suggestion": dose_suggestion_text(assessment),
+        "next_action": action_text(assessment.action),
+        "next_due": assessment.next_due,
+        "due_state": rules.due_state(assessment.next_due, timezone.localdate(assessment.now)),
+        "post_change_days": thresholds.post_change_trough_days,
+        "overdue_days": thresholds.overdue_days,
         "metrics": metrics_view(assessment, state, thresholds),
         "figure": charts.figure_json(charts.trough_figure(assessment, unit=state.unit)),
         "chart_summary": charts.chart_summary(assessment, unit=state.unit),

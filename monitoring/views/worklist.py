@@ -48,6 +48,7 @@ EXPORT_COLUMNS = [
     "months_on_therapy",
     "alerts",
     "next_action",
+    "next_trough_due",
 ]
 
 # Presentation only: how a verdict looks (the verdicts themselves come from the rules).
@@ -166,6 +167,8 @@ class WorklistRow:
     months_note: str
     alerts: list[AlertBadge]
     next_action: str
+    next_due: date | None
+    due_state: str  # "overdue", "due this week" or ""
 
 
 def refresh_stale_summaries(today: date) -> None:
@@ -218,7 +221,9 @@ def worklist_row(patient: Patient, today: date, thresholds: rules.Thresholds) ->
         months_shown=fixed(duration.months, 1),
         months_note=note,
         alerts=badges,
-        next_action=next_action(codes),
+        next_action=patient.next_action or next_action(codes),
+        next_due=patient.next_trough_due,
+        due_state=rules.due_state(patient.next_trough_due, today),
     )
 
 
@@ -277,7 +282,8 @@ def _export_lines(patients: QuerySet[Patient], today: date) -> Iterator[str]:
                 level.timing_flag if level else "",
                 fixed(_duration(patient, today, thresholds).months, 1),
                 ";".join(sorted(codes)),
-                next_action(codes),
+                patient.next_action or next_action(codes),
+                patient.next_trough_due.isoformat() if patient.next_trough_due else "",
             ]
         )
 
