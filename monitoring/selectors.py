@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from django.db.models import (
     Case,
@@ -19,6 +19,7 @@ from django.db.models import (
     Window,
 )
 from django.db.models.functions import Length, Rank, Replace
+from django.utils import timezone
 
 from .assessment import RULE_LAB_TESTS, PatientRecords
 from .models import (
@@ -143,8 +144,18 @@ def patient_record(patient: Patient) -> PatientRecords:
     return patient_records([patient])[0]
 
 
+DUE_OVERDUE, DUE_WEEK = "overdue", "week"
+DUE_WEEK_DAYS = 7
+
+
 def worklist_patients(
-    *, query: str = "", alert: str = "", range_flag: str = "", timing_flag: str = ""
+    *,
+    query: str = "",
+    alert: str = "",
+    range_flag: str = "",
+    timing_flag: str = "",
+    due: str = "",
+    today: date | None = None,
 ) -> QuerySet[Patient]:
     """Active patients for the worklist, most urgent first, from the stored summaries only
     (``alert_codes``, ``warning_count``, ``latest_level``): no rule runs per row.
@@ -169,6 +180,14 @@ def worklist_patients(
         patients = patients.filter(latest_level__range_flag=range_flag)
     if timing_flag:
         patients = patients.filter(latest_level__timing_flag=timing_flag)
+    if due:
+        # The stored due date (services.patient_summary_set): overdue, or due within a week.
+        today = today or timezone.localdate()
+        if due == DUE_OVERDUE:
+            patients = patients.filter(next_trough_due__lt=today)
+        elif due == DUE_WEEK:
+            limit = today + timedelta(days=DUE_WEEK_DAYS)
+            patients = patients.filter(next_trough_due__lte=limit)
     separators = Length("alert_codes") - Length(Replace("alert_codes", Value(";"), Value("")))
     alert_count = Case(
         When(alert_codes="", then=Value(0)),

@@ -30,6 +30,7 @@ from .views import worklist as worklist_views  # noqa: E402
 urlpatterns += [
     path("", worklist_views.worklist, name="worklist"),
     path("worklist/export.csv", worklist_views.worklist_export, name="worklist_export"),
+    path("worklist/recall.csv", worklist_views.recall_csv, name="recall_csv"),
 ]
 
 # The audit trail (issue 6): a patient's change history; the access log for superusers.

@@ -102,3 +102,79 @@ def test_an_overdue_trough_is_marked_overdue_in_words(viewer_client):
     row = worklist_row(viewer_client, patient)
     assert "overdue" in row
     assert (TODAY - timedelta(days=10)).isoformat() in row
+
+
+def due_patient(mrn: str, family: str, trough_days_ago: int) -> None:
+    load(
+        "patients",
+        "mrn,family_name,given_name,birth_date,sex,target_profile,therapy_start\n"
+        f"{mrn},{family},Ann,1980-01-01,F,ln_maintenance,{TODAY - timedelta(days=700)}\n",
+    )
+    load(
+        "regimens",
+        f"mrn,effective_at,formulation,frequency,daily_dose_mg\n{mrn},{stamp(400, 20)},IR,BID,3\n",
+    )
+    load(
+        "levels",
+        "mrn,collected_at,last_dose_at,value,unit,accession\n"
+        f"{mrn},{stamp(trough_days_ago)},{stamp(trough_days_ago + 1, 20)},5.0,ng/mL,A-{mrn}\n",
+    )
+
+
+@pytest.fixture
+def due_clinic():
+    due_patient("D-OVER", "Over", 100)  # due 10 days ago
+    due_patient("D-WEEK", "Week", 87)  # due in 3 days
+    due_patient("D-LATER", "=HYPERLINK(1)", 10)  # due in 80 days; a hostile name
+
+
+@pytest.mark.parametrize(
+    ("due", "expected"),
+    [
+        ("overdue", ["D-OVER"]),
+        ("week", ["D-OVER", "D-WEEK"]),
+        ("", ["D-LATER", "D-OVER", "D-WEEK"]),
+    ],
+)
+def test_the_worklist_filters_by_next_trough_due(viewer_client, due_clinic, due, expected):
+    body = viewer_client.get(reverse("monitoring:worklist"), {"due": due}).content.decode()
+    listed = sorted(m for m in ("D-OVER", "D-WEEK", "D-LATER") if m in body)
+    assert listed == sorted(expected)
+
+
+def test_a_bad_due_filter_is_reported_and_ignored(viewer_client, due_clinic):
+    response = viewer_client.get(reverse("monitoring:worklist"), {"due": "soon"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "filter ignored" in body and "D-LATER" in body
+
+
+def test_the_recall_list_is_a_csv_of_overdue_and_due_this_week_logged_per_patient(
+    viewer_client, due_clinic
+):
+    import csv
+    import io
+
+    from monitoring.models import AccessLog
+
+    response = viewer_client.get(reverse("monitoring:recall_csv"))
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [r["mrn"] for r in rows] == ["D-OVER", "D-WEEK"]  # soonest due first
+    assert rows[0]["due"] == "overdue" and rows[1]["due"] == "due this week"
+    assert rows[0]["next_trough_due"] == (TODAY - timedelta(days=10)).isoformat()
+    logged = AccessLog.objects.filter(view_name="recall list", user=viewer_client.user)
+    assert sorted(log.patient.mrn for log in logged) == ["D-OVER", "D-WEEK"]
+
+
+def test_recall_list_cells_cannot_run_as_formulas(viewer_client, due_clinic):
+    import csv
+    import io
+
+    response = viewer_client.get(reverse("monitoring:recall_csv"), {"due": "overdue"})
+    assert response.status_code == 200
+    Patient.objects.filter(mrn="D-OVER").update(family_name="=cmd|'/c calc'!A1")
+    response = viewer_client.get(reverse("monitoring:recall_csv"), {"due": "overdue"})
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert rows[0]["family_name"] == "'=cmd|'/c calc'!A1"

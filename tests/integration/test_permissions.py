@@ -65,6 +65,7 @@ URLS: dict[str, Rule] = {
     "password_change_done": Rule("signed_in"),
     "monitoring:worklist": Rule("read"),
     "monitoring:worklist_export": Rule("read"),
+    "monitoring:recall_csv": Rule("read"),
     "monitoring:patient": Rule("read"),
     "monitoring:patient_history": Rule("read"),
     "monitoring:patient_fhir": Rule("read"),
