@@ -26,6 +26,8 @@ from . import rules
 
 # The site's default target profile (clinical-rules.md §2), seeded by migration 0002.
 DEFAULT_PROFILE_CODE = "ln_maintenance"
+# What the history keeps of a reason (django-simple-history's change-reason column).
+HISTORY_REASON_LENGTH = 100
 DEFAULT_TARGET_REASON = "site default target at registration"
 
 MRN_VALIDATOR = RegexValidator(
@@ -150,8 +152,13 @@ class Patient(models.Model):
             models.Index(fields=["active", "-warning_count"]),
             models.Index(fields=["active", "next_trough_due"], name="patient_active_next_due"),
         ]
-        # The web upload page (CSV and HL7 files): granted to data_entry (migration 0004).
-        permissions = [("import_data", "Can import data files")]
+        permissions = [
+            # The web upload page (CSV and HL7 files): granted to data_entry (migration 0004).
+            ("import_data", "Can import data files"),
+            # Dose changes, target phases and alert reviews on the patient page: a
+            # prescriber's decision, granted to clinicians (migration 0008), not to data entry.
+            ("record_clinical_decision", "Can record dose changes, targets and alert reviews"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mrn} {self.family_name}, {self.given_name}"
@@ -642,3 +649,4 @@ class ReportSignoff(models.Model):
 
     def __str__(self) -> str:
         return f"Sign-off of patient {self.patient_id} at {self.reviewed_at}"
+

@@ -202,6 +202,8 @@ GROUPS = {
         "change_regimen",
         "add_concomitantdrug",
         "change_concomitantdrug",
+        "add_labresult",
+        "change_labresult",
     ],
     "data_entry": [f"view_{m}" for m in CLINICAL_MODELS]
     + [f"add_{m}" for m in CLINICAL_MODELS]

@@ -19,6 +19,7 @@ from .assessment import (
     with_metrics_window,
 )
 from .models import (
+    HISTORY_REASON_LENGTH,
     LEVEL_COMPUTED_FIELDS,
     PATIENT_SUMMARY_FIELDS,
     ConcomitantDrug,
@@ -257,3 +258,57 @@ def level_add_last_dose(*, level: TroughLevel, last_dose_at, user=None) -> Troug
         level.save(update_fields=["last_dose_at"])
         patient_reassess(level.patient)
     return level
+
+
+def _authored(record, user, reason: str) -> None:
+    """Name the author and the reason on the history row the save writes."""
+    if user is not None and user.is_authenticated:
+        record._history_user = user
+        if hasattr(record, "entered_by_id"):
+            record.entered_by = user
+    if reason:
+        record._change_reason = reason[:HISTORY_REASON_LENGTH]
+
+
+def patient_record_add(*, patient: Patient, record, user=None, reason: str = ""):
+    """Save a regimen, target phase, concomitant drug or lab entered on the patient page
+    (already validated by its page form, ``forms.PATIENT_RECORD_FORMS``) and re-judge the
+    patient in the same transaction. A regimen keeps the reason as its note too."""
+    record.patient = patient
+    if hasattr(record, "source"):
+        record.source = Source.MANUAL
+    if isinstance(record, Regimen) and reason:
+        record.note = reason
+    _authored(record, user, reason)
+    with transaction.atomic():
+        record.save()
+        patient_reassess(patient)
+    return record
+
+
+def drug_stop(*, drug: ConcomitantDrug, stopped_on: date, user=None, reason: str = ""):
+    """Record that a concomitant drug was stopped (its start stays as it was)."""
+    if drug.status != RecordStatus.ACTIVE:
+        raise rules.RuleError("drug", drug.name, "is entered in error")
+    if stopped_on < drug.started_on:
+        raise rules.RuleError("stopped_on", stopped_on, "is before started_on")
+    drug.stopped_on = stopped_on
+    author = drug.entered_by_id
+    _authored(drug, user, reason)
+    drug.entered_by_id = author  # who keyed in the start stays its author; history names both
+    with transaction.atomic():
+        drug.save(update_fields=["stopped_on"])
+        patient_reassess(drug.patient)
+    return drug
+
+
+def patient_therapy_end_set(*, patient: Patient, therapy_end: date, user=None, reason: str = ""):
+    """Record the actual or planned end of all immunosuppression (the 36-month clock)."""
+    if patient.therapy_start and therapy_end < patient.therapy_start:
+        raise rules.RuleError("therapy_end", therapy_end, "is before therapy_start")
+    patient.therapy_end = therapy_end
+    _authored(patient, user, reason)
+    with transaction.atomic():
+        patient.save(update_fields=["therapy_end"])
+        patient_reassess(patient)
+    return patient

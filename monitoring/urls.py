@@ -65,3 +65,23 @@ urlpatterns += [
     ),
     path("reports/batch/", report_views.batch_report, name="report_batch"),
 ]
+
+# The patient page's record forms: decisions and results recorded in the front office.
+from .views import records as record_views  # noqa: E402
+
+urlpatterns += [
+    path(
+        f"patients/<int:pk>/record/{slug}/",
+        record_views.record_add,
+        {"kind": kind},
+        name=name,
+    )
+    for kind, slug, name in (
+        ("regimen", "regimen", "regimen_add"),
+        ("target", "target", "target_add"),
+        ("drug_start", "drug-start", "drug_start"),
+        ("drug_stop", "drug-stop", "drug_stop"),
+        ("lab", "lab", "lab_add"),
+        ("therapy_end", "therapy-end", "therapy_end"),
+    )
+]

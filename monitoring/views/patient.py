@@ -40,6 +40,7 @@ from ..models import (
     Regimen,
     TroughLevel,
 )
+from .record_forms import RecordFormView, record_forms
 
 TEMPLATE = "monitoring/patient.html"
 WINDOW_MONTHS = (3, 6, 12, 24)
@@ -519,6 +520,7 @@ def _page_context(
     add_form: TroughEntryForm | None = None,
     action: LevelAction | None = None,
     notice: str = "",
+    record: RecordFormView | None = None,
 ) -> dict:
     thresholds = config.load_thresholds()
     assessment = services.patient_assess(
@@ -585,6 +587,7 @@ def _page_context(
         else (TroughEntryForm(patient=patient, auto_id=ADD_FORM_ID) if can_add else None),
         "action": action,
         "notice": notice,
+        "record_forms": record_forms(request.user, patient, assessment, record),
     }
 
 
