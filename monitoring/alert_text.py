@@ -198,3 +198,22 @@ def action_text(action: rules.NextAction) -> str:
             text += f" (due {action.due:%Y-%m-%d})"
         return text
     return "no action"
+
+
+# What a clinician's review of an alert is called (the button and the record). A missing
+# last-dose time is answered by recording it, not by a review, so it has none.
+ACK_LABELS = {
+    rules.TROUGH_BELOW_RANGE: "dose reviewed",
+    rules.TROUGH_ABOVE_RANGE: "dose reviewed",
+    rules.SAMPLE_MISTIMED: "timing reviewed",
+    rules.NOT_STEADY_STATE: "steady state reviewed",
+    rules.DURATION_UNDER_36_MONTHS: "duration reviewed",
+    rules.PREMATURE_DISCONTINUATION: "planned stop reviewed",
+    rules.INTERACTION_RECHECK: "interaction reviewed",
+    rules.CNI_COMBINATION: "combination reviewed",
+    rules.OVERIMMUNOSUPPRESSION: "immunosuppression reviewed",
+    rules.PRE_EXISTING_CKD: "kidney function reviewed",
+    rules.NEPHROTOXICITY_WATCH: "kidney function reviewed",
+    rules.LEVEL_OVERDUE: "recall arranged",
+    rules.HIGH_VARIABILITY: "variability reviewed",
+}

@@ -6,6 +6,7 @@ the report and the exports all read its result, so a verdict is computed one way
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from . import rules
 from .models import (
+    AlertAcknowledgement,
     ConcomitantDrug,
     InteractionDirection,
     LabResult,
@@ -47,6 +49,7 @@ class PatientRecords:
     levels: Sequence[TroughLevel]
     drugs: Sequence[ConcomitantDrug]
     labs: Sequence[LabResult]
+    acknowledgements: Sequence[AlertAcknowledgement] = ()
 
 
 @dataclass
@@ -95,10 +98,17 @@ class PatientAssessment:
     alerts: list[str] = field(default_factory=list)
     next_due: date | None = None
     action: rules.NextAction = field(default_factory=lambda: rules.NextAction(rules.ACTION_NONE))
+    data_mark: str = ""
+    acknowledged: dict[str, AlertAcknowledgement] = field(default_factory=dict)
 
     @property
     def warning_count(self) -> int:
-        return sum(1 for c in self.alerts if rules.ALERT_SEVERITY.get(c) == rules.WARNING)
+        """Warnings not yet reviewed: a reviewed alert no longer ranks the patient."""
+        return sum(
+            1
+            for c in self.alerts
+            if rules.ALERT_SEVERITY.get(c) == rules.WARNING and c not in self.acknowledged
+        )
 
 
 def end_of_day(as_of: date) -> datetime:
@@ -325,8 +335,30 @@ def assess_patient(
             cv_high_percent=t.cv_high_percent,
         )
     )
+    result.data_mark = data_mark(latest, regimens, drugs)
+    result.acknowledged = {
+        ack.code: ack
+        for ack in sorted(records.acknowledgements, key=lambda a: a.acknowledged_at)
+        if ack.data_mark == result.data_mark and ack.code in result.alerts
+    }
     decide_next_action(result, on_tacrolimus, change_times, events, t)
     return result
+
+
+def data_mark(
+    latest: LevelAssessment | None,
+    regimens: Sequence[Regimen],
+    drugs: Sequence[ConcomitantDrug],
+) -> str:
+    """A fingerprint of what an alert review looked at: the latest trough, the newest dose
+    record and every drug start and stop. A review holds while it is unchanged; a new
+    trough, dose or drug (or one marked in error) makes it lapse."""
+    parts = [
+        f"trough {latest.level.pk if latest else '-'}",
+        f"regimen {max((r.pk or 0 for r in regimens), default='-')}",
+        *sorted(f"drug {d.pk} {d.started_on} {d.stopped_on}" for d in drugs),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
 def decide_next_action(
@@ -369,6 +401,7 @@ def decide_next_action(
         changes_since_latest=regimen_changes if on_tacrolimus else [],
         interaction_events=result.interaction_events,
         due=result.next_due,
+        acknowledged=set(result.acknowledged),
     )
 
 

@@ -95,6 +95,7 @@ PATIENT_SUMMARY_FIELDS = [
     "assessed_on",
     "next_action",
     "next_trough_due",
+    "acknowledged_codes",
 ]
 
 
@@ -143,6 +144,8 @@ class Patient(models.Model):
     assessed_on = models.DateField(null=True, blank=True, editable=False)
     next_action = models.CharField(max_length=200, blank=True, editable=False)
     next_trough_due = models.DateField(null=True, blank=True, editable=False)
+    # Alerts reviewed since the last new data (AlertAcknowledgement): shown, not ranked.
+    acknowledged_codes = models.CharField(max_length=400, blank=True, editable=False)
 
     history = HistoricalRecords(excluded_fields=PATIENT_SUMMARY_FIELDS)
 
@@ -650,3 +653,27 @@ class ReportSignoff(models.Model):
     def __str__(self) -> str:
         return f"Sign-off of patient {self.patient_id} at {self.reviewed_at}"
 
+
+class AlertAcknowledgement(models.Model):
+    """A clinician's review of one alert ("dose reviewed", "interaction reviewed"...). It
+    holds while the patient's data stay as they were when it was made (``data_mark``,
+    ``assessment.data_mark``): the alert stays shown, marked reviewed, but no longer drives
+    the next action or the worklist rank until a new trough, dose or drug change."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="acknowledgements")
+    code = models.CharField(max_length=40)
+    note = models.CharField(max_length=300, blank=True)
+    data_mark = models.CharField(max_length=64, editable=False)
+    # PROTECT: a clinical review names its author; accounts are deactivated, not deleted.
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["patient", "acknowledged_at"]
+        indexes = [models.Index(fields=["patient", "code"])]
+
+    def __str__(self) -> str:
+        return f"{self.code} reviewed for patient {self.patient_id} at {self.acknowledged_at}"

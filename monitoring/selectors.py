@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from .assessment import RULE_LAB_TESTS, PatientRecords
 from .models import (
+    AlertAcknowledgement,
     ConcomitantDrug,
     LabResult,
     LabTest,
@@ -70,7 +71,7 @@ def patient_records(
     level_pks: Collection[int] = (),
     rule_labs_until: datetime | None = None,
 ) -> list[PatientRecords]:
-    """Every record the rules need for these patients: six queries whatever their number.
+    """Every record the rules need for these patients: seven queries whatever their number.
 
     For re-judging thousands of patients (an import, the daily refresh) the records can be
     narrowed to what the rules read; they are then for the rules, not for display:
@@ -94,6 +95,7 @@ def patient_records(
             for level in levels_query.filter(pk__in=chunk):
                 levels[level.patient_id].append(level)
     drugs = _group(ConcomitantDrug.objects.select_related("catalog"), ids)
+    acknowledgements = _group(AlertAcknowledgement.objects.select_related("acknowledged_by"), ids)
     if rule_labs_until is None:
         labs = _group(LabResult.objects.all(), ids)
     else:
@@ -106,6 +108,7 @@ def patient_records(
             levels=levels[p.pk],
             drugs=drugs[p.pk],
             labs=labs[p.pk],
+            acknowledgements=acknowledgements[p.pk],
         )
         for p in patients
     ]

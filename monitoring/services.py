@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import config, rules, validation
-from .alert_text import action_text
+from .alert_text import ACK_LABELS, action_text
 from .assessment import (
     PatientAssessment,
     assess_patient,
@@ -22,6 +22,7 @@ from .models import (
     HISTORY_REASON_LENGTH,
     LEVEL_COMPUTED_FIELDS,
     PATIENT_SUMMARY_FIELDS,
+    AlertAcknowledgement,
     ConcomitantDrug,
     LabResult,
     LevelStatus,
@@ -124,6 +125,7 @@ def patient_summary_set(patient: Patient, result: PatientAssessment, as_of: date
     patient.assessed_on = as_of
     patient.next_action = action_text(result.action)
     patient.next_trough_due = result.next_due
+    patient.acknowledged_codes = ";".join(sorted(result.acknowledged))
 
 
 def patients_refresh_summaries(patients: Iterable[Patient]) -> None:
@@ -312,3 +314,27 @@ def patient_therapy_end_set(*, patient: Patient, therapy_end: date, user=None, r
         patient.save(update_fields=["therapy_end"])
         patient_reassess(patient)
     return patient
+
+
+def alert_acknowledge(*, patient: Patient, code: str, note: str = "", user) -> AlertAcknowledgement:
+    """A clinician's review of one of the patient's current alerts. It holds for the data
+    as they are now (``assessment.data_mark``) and lapses with the next trough, dose or drug
+    change; then the patient is re-judged so the next action and the rank follow."""
+    if code not in ACK_LABELS:
+        raise rules.RuleError("code", code, "this alert is not answered by a review")
+    current = patient_assess(patient)
+    if code not in current.alerts:
+        raise rules.RuleError("code", code, "is not a current alert of this patient")
+    with transaction.atomic():
+        ack = AlertAcknowledgement(
+            patient=patient,
+            code=code,
+            note=note.strip(),
+            data_mark=current.data_mark,
+            acknowledged_by=user,
+        )
+        ack._history_user = user
+        ack._change_reason = ACK_LABELS[code]
+        ack.save()
+        patient_reassess(patient)
+    return ack

@@ -85,3 +85,11 @@ urlpatterns += [
         ("therapy_end", "therapy-end", "therapy_end"),
     )
 ]
+
+urlpatterns += [
+    path(
+        "patients/<int:pk>/alerts/<slug:code>/acknowledge/",
+        record_views.alert_acknowledge,
+        name="alert_acknowledge",
+    ),
+]

@@ -26,11 +26,12 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget
 
 from .. import charts, config, rules, services, validation
-from ..alert_text import action_text, alert_texts
+from ..alert_text import ACK_LABELS, action_text, alert_texts
 from ..assessment import LevelAssessment, PatientAssessment
 from ..audit import logs_access
 from ..forms import ErrorReasonForm, TroughLevelForm
 from ..models import (
+    AlertAcknowledgement,
     ConcomitantDrug,
     EvidenceTag,
     InteractionDirection,
@@ -306,6 +307,8 @@ class AlertItem:
     evidence: str
     action: str
     details: list[str]
+    ack: AlertAcknowledgement | None = None
+    ack_label: str = ""
 
 
 def alert_items(assessment: PatientAssessment, unit: str) -> list[AlertItem]:
@@ -362,6 +365,8 @@ def alert_items(assessment: PatientAssessment, unit: str) -> list[AlertItem]:
                 evidence=text.evidence_label,
                 action=text.action,
                 details=details,
+                ack=assessment.acknowledged.get(text.code),
+                ack_label=ACK_LABELS.get(text.code, ""),
             )
         )
     return items
@@ -521,6 +526,7 @@ def _page_context(
     action: LevelAction | None = None,
     notice: str = "",
     record: RecordFormView | None = None,
+    ack_error: str = "",
 ) -> dict:
     thresholds = config.load_thresholds()
     assessment = services.patient_assess(
@@ -588,6 +594,8 @@ def _page_context(
         "action": action,
         "notice": notice,
         "record_forms": record_forms(request.user, patient, assessment, record),
+        "can_acknowledge": request.user.has_perm("monitoring.record_clinical_decision"),
+        "ack_error": ack_error,
     }
 
 

@@ -15,9 +15,12 @@ from django.views.decorators.http import require_http_methods
 from django_htmx.http import reswap, retarget
 
 from .. import rules, services
+from ..alert_text import ACK_LABELS
 from ..models import Patient
 from .patient import TEMPLATE, PageState, _after_write, _patient_url, _render
-from .record_forms import KINDS, RecordFormView, build_form
+from .record_forms import DECISION, KINDS, RecordFormView, build_form
+
+NOTE_LENGTH = 300
 
 
 def _save(kind: str, form, patient: Patient, user) -> str:
@@ -70,3 +73,29 @@ def record_add(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
         response = render(request, f"{TEMPLATE}#record-form", context)
         return reswap(retarget(response, f"#{anchor}"), "outerHTML")
     return _render(request, patient, state, record=bound, status=422)
+
+
+@require_http_methods(["GET", "POST"])
+def alert_acknowledge(request: HttpRequest, pk: int, code: str) -> HttpResponse:
+    """Mark one current alert reviewed, with an optional note (a clinician's decision)."""
+    if not request.user.has_perms(("monitoring.view_patient", DECISION)):
+        raise PermissionDenied
+    patient = get_object_or_404(Patient, pk=pk)
+    state = PageState.from_request(request)
+    if request.method == "GET":
+        return redirect(_patient_url(patient, state, "alerts"))
+    note = request.POST.get("note", "")
+    error = ""
+    if len(note) > NOTE_LENGTH:
+        error = f"note: longer than {NOTE_LENGTH} characters"
+    else:
+        try:
+            services.alert_acknowledge(patient=patient, code=code, note=note, user=request.user)
+        except rules.RuleError as exc:
+            error = f"Not saved: {exc.field} value '{exc.value}': {exc.message}."
+    if error:
+        if request.htmx:
+            return _render(request, patient, state, partial="live", ack_error=error)
+        return _render(request, patient, state, ack_error=error, status=422)
+    label = ACK_LABELS[code]
+    return _after_write(request, patient, state, f"Alert marked {label}.", "alerts")

@@ -143,17 +143,27 @@ class AlertBadge:
     style: str
     glyph: str
     severity_word: str
+    reviewed: bool = False
 
     @property
     def html(self) -> SafeString:
-        return _badge_html(self.text, self.style, self.glyph, self.severity_word)
+        return _badge_html(self.text, self.style, self.glyph, self.severity_word, self.reviewed)
 
 
 @functools.lru_cache(maxsize=256)
-def _badge_html(text: AlertText, style: str, glyph: str, word: str) -> SafeString:
+def _badge_html(text: AlertText, style: str, glyph: str, word: str, reviewed: bool) -> SafeString:
     """An alert's badge is the same on every row: built once per alert, not by the template
     on each of the ~250 badges of a page (a third of the worklist's time at 5,000 patients).
-    Shape and word besides the colour; the explanation as a tooltip."""
+    Shape and word besides the colour; the explanation as a tooltip. A reviewed alert says
+    so in words and with a tick, and is drawn plain: it no longer ranks the patient."""
+    if reviewed:
+        return format_html(
+            '<span class="badge alert-badge alert-badge--reviewed" title="{}">'
+            '<span class="alert-badge__glyph" aria-hidden="true">✓</span> '
+            "{} (reviewed)</span>",
+            text.explanation,
+            text.label,
+        )
     return format_html(
         '<span class="badge badge--{} alert-badge" title="{}">'
         '<span class="alert-badge__glyph" aria-hidden="true">{}</span> '
@@ -218,10 +228,11 @@ def worklist_row(patient: Patient, today: date, thresholds: rules.Thresholds) ->
     elif duration.code == rules.DURATION_MET:
         note = f"{config.plain(thresholds.required_months)} months reached"
     codes = patient.alerts
+    reviewed = set(patient.acknowledged_codes.split(";")) if patient.acknowledged_codes else set()
     badges = []
     for text in alert_texts(codes):
         style, glyph, word = SEVERITY_STYLE[text.severity]
-        badges.append(AlertBadge(text, style, glyph, word))
+        badges.append(AlertBadge(text, style, glyph, word, text.code in reviewed))
     return WorklistRow(
         patient=patient,
         level=level,

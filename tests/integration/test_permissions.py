@@ -83,6 +83,7 @@ URLS: dict[str, Rule] = {
     "monitoring:drug_stop": Rule("record_data", "POST"),
     "monitoring:lab_add": Rule("record_data", "POST"),
     "monitoring:therapy_end": Rule("record_data", "POST"),
+    "monitoring:alert_acknowledge": Rule("record_decision", "POST"),
     "monitoring:import": Rule("import"),
     "monitoring:import_confirm": Rule("import", "POST"),
     "monitoring:import_errors": Rule("import", "POST"),
@@ -247,6 +248,7 @@ def _build(name: str | None, route: str, world) -> Endpoint:
     values = {
         "pk": patient.pk,
         "level_pk": level.pk,
+        "code": "trough_below_range",
         "uidb64": "MQ",
         "token": "set-password",
         "app_label": "monitoring",
