@@ -99,6 +99,8 @@ class PatientAssessment:
     next_due: date | None = None
     action: rules.NextAction = field(default_factory=lambda: rules.NextAction(rules.ACTION_NONE))
     data_mark: str = ""
+    urgency_band: int = rules.BAND_NONE
+    problem_since: datetime | None = None
     acknowledged: dict[str, AlertAcknowledgement] = field(default_factory=dict)
 
     @property
@@ -391,13 +393,33 @@ def decide_next_action(
         )
         if c <= result.now and (latest_at is None or c > latest_at)
     ]
+    latest_facts = (
+        rules.LatestTrough(
+            latest_at,
+            latest.range,
+            latest.timing.code,
+            latest.steady_state,
+            latest.level.value_ng_ml,
+            latest.level.comparator,
+        )
+        if latest
+        else None
+    )
+    result.urgency_band = rules.urgency_band(
+        alerts=result.alerts,
+        latest=latest_facts,
+        acknowledged=set(result.acknowledged),
+        changed_since_latest=bool(regimen_changes) and on_tacrolimus,
+        critical_high=t.critical_high_ng_ml,
+        critical_low=t.critical_low_ng_ml,
+    )
+    # The oldest problem first within a band: the trough that raised it (none: first).
+    result.problem_since = (
+        latest.level.collected_at if latest and result.urgency_band != rules.BAND_NONE else None
+    )
     result.action = rules.next_action(
         alerts=result.alerts,
-        latest=(
-            rules.LatestTrough(latest_at, latest.range, latest.timing.code, latest.steady_state)
-            if latest
-            else None
-        ),
+        latest=latest_facts,
         changes_since_latest=regimen_changes if on_tacrolimus else [],
         interaction_events=result.interaction_events,
         due=result.next_due,

@@ -96,6 +96,8 @@ PATIENT_SUMMARY_FIELDS = [
     "next_action",
     "next_trough_due",
     "acknowledged_codes",
+    "urgency_band",
+    "problem_since",
 ]
 
 
@@ -146,6 +148,9 @@ class Patient(models.Model):
     next_trough_due = models.DateField(null=True, blank=True, editable=False)
     # Alerts reviewed since the last new data (AlertAcknowledgement): shown, not ranked.
     acknowledged_codes = models.CharField(max_length=400, blank=True, editable=False)
+    # The worklist's order (rules.urgency_band), then the oldest problem first.
+    urgency_band = models.PositiveSmallIntegerField(default=rules.BAND_NONE, editable=False)
+    problem_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = HistoricalRecords(excluded_fields=PATIENT_SUMMARY_FIELDS)
 
@@ -154,6 +159,9 @@ class Patient(models.Model):
         indexes = [
             models.Index(fields=["active", "-warning_count"]),
             models.Index(fields=["active", "next_trough_due"], name="patient_active_next_due"),
+            models.Index(
+                fields=["active", "urgency_band", "problem_since"], name="patient_active_urgency"
+            ),
         ]
         permissions = [
             # The web upload page (CSV and HL7 files): granted to data_entry (migration 0004).

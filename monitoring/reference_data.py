@@ -153,6 +153,8 @@ SETTING_LABELS = {
     "overdue_days": ("Trough overdue after (days)", "D"),
     "post_change_trough_days": ("Trough expected within (days) of a change", "D"),
     "off_time_percent_per_hour": ("Level change per hour off-time (%)", "L"),
+    "critical_high_ng_ml": ("Worklist: critical trough at or above (ng/mL)", "D"),
+    "critical_low_ng_ml": ("Worklist: critical trough at or below (ng/mL)", "D"),
 }
 
 SETTING_SOURCES = {

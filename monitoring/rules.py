@@ -122,6 +122,8 @@ class Thresholds:
     overdue_days: int = 90  # [D]
     post_change_trough_days: int = 14  # [D]
     off_time_percent_per_hour: Decimal = Decimal("7")  # [L]
+    critical_high_ng_ml: Decimal = Decimal("15")  # [D]
+    critical_low_ng_ml: Decimal = Decimal("2")  # [D]
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -791,12 +793,14 @@ ALERT_ACTION_ORDER = (
 
 @dataclass(frozen=True)
 class LatestTrough:
-    """The facts about the latest trough that the next action reads."""
+    """The facts about the latest trough that the next action and the urgency read."""
 
     collected_at: datetime
     range: str
     timing: str
     steady_state: bool
+    value_ng_ml: Decimal | None = None
+    comparator: str = ""
 
 
 @dataclass(frozen=True)
@@ -855,3 +859,57 @@ def next_action(
         if code in codes:
             return NextAction(ACTION_ALERT, code, due if code == LEVEL_OVERDUE else None)
     return NextAction(ACTION_NONE)
+
+
+# --- worklist urgency ------------------------------------------------------------------------
+
+BAND_CRITICAL, BAND_OUT_OF_RANGE, BAND_TIMING, BAND_OTHER, BAND_NONE = 0, 1, 2, 3, 4
+TIMING_PROBLEMS = (C12H_TIMING_MISSING, SAMPLE_MISTIMED, NOT_STEADY_STATE)
+
+
+def critical_level(
+    value_ng_ml: Decimal,
+    comparator: str,
+    *,
+    high: Decimal = DEFAULT_THRESHOLDS.critical_high_ng_ml,
+    low: Decimal = DEFAULT_THRESHOLDS.critical_low_ng_ml,
+) -> bool:
+    """Far outside any target: at or above ``high`` or at or below ``low``. A censored
+    result counts only when its bound says so (``>30`` is critical, ``>10`` is not)."""
+    if comparator == ">":
+        return value_ng_ml >= high
+    if comparator == "<":
+        return value_ng_ml <= low
+    return value_ng_ml >= high or value_ng_ml <= low
+
+
+def urgency_band(
+    *,
+    alerts: Iterable[str],
+    latest: LatestTrough | None,
+    acknowledged: Collection[str] = (),
+    changed_since_latest: bool = False,
+    critical_high: Decimal = DEFAULT_THRESHOLDS.critical_high_ng_ml,
+    critical_low: Decimal = DEFAULT_THRESHOLDS.critical_low_ng_ml,
+) -> int:
+    """The worklist band, most urgent first: a critical trough (whatever its timing), then
+    an out-of-range trough that is valid and at steady state, then a timing or steady-state
+    problem, then any other alert, then none. Reviewed alerts do not count. A dose change
+    recorded after the latest trough has answered it: the patient waits for the re-check
+    with the other alerts (``changed_since_latest``)."""
+    codes = set(alerts) - set(acknowledged)
+    if changed_since_latest:
+        return BAND_OTHER if codes else BAND_NONE
+    trough_alert = codes & {TROUGH_BELOW_RANGE, TROUGH_ABOVE_RANGE}
+    if trough_alert and latest is not None and latest.value_ng_ml is not None:
+        if critical_level(
+            latest.value_ng_ml, latest.comparator, high=critical_high, low=critical_low
+        ):
+            return BAND_CRITICAL
+        if latest.timing == VALID and latest.steady_state:
+            return BAND_OUT_OF_RANGE
+    if trough_alert or codes & set(TIMING_PROBLEMS):
+        return BAND_TIMING
+    if codes:
+        return BAND_OTHER
+    return BAND_NONE

@@ -7,18 +7,14 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 
 from django.db.models import (
-    Case,
     F,
-    IntegerField,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
-    Value,
-    When,
     Window,
 )
-from django.db.models.functions import Length, Rank, Replace
+from django.db.models.functions import Coalesce, Rank
 from django.utils import timezone
 
 from .assessment import RULE_LAB_TESTS, PatientRecords
@@ -159,13 +155,12 @@ def worklist_patients(
     timing_flag: str = "",
     due: str = "",
     today: date | None = None,
+    sort: str = "",
 ) -> QuerySet[Patient]:
-    """Active patients for the worklist, most urgent first, from the stored summaries only
-    (``alert_codes``, ``warning_count``, ``latest_level``): no rule runs per row.
-
-    Urgency: more warnings, then more alerts, then the oldest latest trough (no trough at
-    all first), then MRN so that pages are stable. Empty filters are ignored; ``query``
-    matches MRN, family or given name, every word of it somewhere."""
+    """Active patients for the worklist, most urgent first (``worklist_order``), from the
+    stored summaries only (``alert_codes``, ``urgency_band``, ``next_trough_due``,
+    ``latest_level``): no rule runs per row. Empty filters are ignored; ``query`` matches
+    MRN, family or given name, every word of it somewhere."""
     patients = Patient.objects.filter(active=True).select_related("latest_level")
     for word in query.split():
         patients = patients.filter(
@@ -191,15 +186,32 @@ def worklist_patients(
         elif due == DUE_WEEK:
             limit = today + timedelta(days=DUE_WEEK_DAYS)
             patients = patients.filter(next_trough_due__lte=limit)
-    separators = Length("alert_codes") - Length(Replace("alert_codes", Value(";"), Value("")))
-    alert_count = Case(
-        When(alert_codes="", then=Value(0)),
-        default=separators + Value(1),
-        output_field=IntegerField(),
-    )
-    return patients.annotate(alert_count=alert_count).order_by(
-        "-warning_count",
-        "-alert_count",
-        F("latest_level__collected_at").asc(nulls_first=True),
-        "mrn",
-    )
+    return patients.order_by(*worklist_order(sort))
+
+
+# Sortable worklist columns: the stored field (or expression) and whether a larger value
+# comes first when sorted "ascending" by what the column shows (months on therapy grow as
+# the clock's anchor date gets older).
+WORKLIST_SORTS = {
+    "mrn": ("mrn", False),
+    "name": ("family_name", False),
+    "trough_date": ("latest_level__collected_at", False),
+    "trough_value": ("latest_level__value_ng_ml", False),
+    "months": (Coalesce("anchor_date", "therapy_start"), True),
+    "next_due": ("next_trough_due", False),
+}
+
+
+def worklist_order(sort: str = "") -> list:
+    """The worklist's order: by urgency band (``rules.urgency_band``), the oldest problem
+    first within a band, then MRN; or by a column (``sort``, "-" first for descending),
+    empty values last, MRN breaking ties."""
+    key = sort.lstrip("-")
+    if key not in WORKLIST_SORTS:
+        return ["urgency_band", F("problem_since").asc(nulls_first=True), "mrn"]
+    target, inverted = WORKLIST_SORTS[key]
+    expression = F(target) if isinstance(target, str) else target
+    descending = sort.startswith("-") != inverted
+    ordered = expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True)
+    extra = ["given_name"] if key == "name" else []
+    return [ordered, *extra, "mrn"]

@@ -126,6 +126,8 @@ def patient_summary_set(patient: Patient, result: PatientAssessment, as_of: date
     patient.next_action = action_text(result.action)
     patient.next_trough_due = result.next_due
     patient.acknowledged_codes = ";".join(sorted(result.acknowledged))
+    patient.urgency_band = result.urgency_band
+    patient.problem_since = result.problem_since
 
 
 def patients_refresh_summaries(patients: Iterable[Patient]) -> None:

@@ -35,7 +35,7 @@ from ..alert_text import AlertText, alert_texts, next_action
 from ..audit import client_ip
 from ..exports import fixed, iso
 from ..models import AccessLog, Patient, TroughLevel
-from ..selectors import DUE_OVERDUE, DUE_WEEK, worklist_patients
+from ..selectors import DUE_OVERDUE, DUE_WEEK, WORKLIST_SORTS, worklist_patients
 
 TEMPLATE = "monitoring/worklist.html"
 PAGE_SIZE = 50
@@ -113,6 +113,12 @@ class WorklistFilters(forms.Form):
         choices=_choices("any timing", TIMING_BADGE),
         widget=forms.Select(attrs={"id": "worklist-timing"}),
     )
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[("", "urgency")]
+        + [(f"{sign}{key}", f"{sign}{key}") for key in WORKLIST_SORTS for sign in ("", "-")],
+        widget=forms.HiddenInput(),
+    )
     due = forms.ChoiceField(
         label="Next trough due",
         required=False,
@@ -134,6 +140,7 @@ class WorklistFilters(forms.Form):
             "range_flag": data.get("range") or "",
             "timing_flag": data.get("timing") or "",
             "due": data.get("due") or "",
+            "sort": data.get("sort") or "",
         }
 
 
@@ -265,9 +272,15 @@ def worklist(request: HttpRequest) -> HttpResponse:
     filters, patients, today = _filtered(request)
     thresholds = config.load_thresholds()
     page = Paginator(patients, PAGE_SIZE).get_page(request.GET.get("page"))
+    selection = filters.selection()
     context = {
         "filters": filters,
-        "filtered": any(filters.selection().values()),
+        "filtered": any(v for k, v in selection.items() if k != "sort"),
+        "sort": selection["sort"],
+        "sort_label": SORT_LABELS.get(selection["sort"].lstrip("-"), ""),
+        "sort_links": sort_links(request, selection["sort"]),
+        "critical_high": config.plain(thresholds.critical_high_ng_ml),
+        "critical_low": config.plain(thresholds.critical_low_ng_ml),
         "page": page,
         "rows": [worklist_row(p, today, thresholds) for p in page.object_list],
         "required_months": config.plain(thresholds.required_months),
@@ -276,6 +289,36 @@ def worklist(request: HttpRequest) -> HttpResponse:
     if request.htmx and not request.htmx.history_restore_request:
         return render(request, f"{TEMPLATE}#worklist-table", context)
     return render(request, TEMPLATE, context)
+
+
+SORT_LABELS = {
+    "mrn": "MRN",
+    "name": "name",
+    "trough_date": "latest trough date",
+    "trough_value": "latest trough value",
+    "months": "months of immunosuppression",
+    "next_due": "next trough due",
+}
+
+
+@dataclass(frozen=True)
+class SortLink:
+    query: str
+    label: str
+    state: str  # "ascending", "descending" or ""
+
+
+def sort_links(request: HttpRequest, current: str) -> dict[str, SortLink]:
+    """A link per sortable column that keeps the filters: ascending first, then descending
+    when the column is already sorted ascending."""
+    links = {}
+    for key, label in SORT_LABELS.items():
+        query = request.GET.copy()
+        query.pop("page", None)
+        query["sort"] = f"-{key}" if current == key else key
+        state = "ascending" if current == key else "descending" if current == f"-{key}" else ""
+        links[key] = SortLink("?" + query.urlencode(), label, state)
+    return links
 
 
 class _Echo:

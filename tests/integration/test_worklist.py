@@ -373,7 +373,16 @@ def count_queries(client, url: str = URL) -> int:
     return len(queries)
 
 
-@pytest.mark.parametrize("url", [URL, EXPORT_URL])
+@pytest.mark.parametrize(
+    "url",
+    [
+        URL,
+        EXPORT_URL,
+        URL + "?sort=-next_due&due=week",
+        URL + "?sort=months",
+        reverse("monitoring:recall_csv"),
+    ],
+)
 def test_the_query_count_does_not_grow_with_the_patients(
     viewer_client, django_assert_max_num_queries, url
 ):
