@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from django import forms
 from django.urls import reverse
+from django.utils import timezone
 
 from ..assessment import PatientAssessment
 from ..forms import (
@@ -118,12 +119,17 @@ def build_form(
     if spec.kind == "drug_stop":
         kwargs["drugs"] = stoppable_drugs(assessment, patient)
     if data is None:
-        if spec.kind == "regimen" and assessment and assessment.current_regimen:
-            current = assessment.current_regimen
+        if spec.kind == "regimen":
+            # Most changes are recorded as they are made: now, in the current formulation.
             kwargs["initial"] = {
-                "formulation": current.formulation,
-                "frequency": current.frequency,
+                "effective_at": timezone.localtime().replace(second=0, microsecond=0)
             }
+            if assessment and assessment.current_regimen:
+                current = assessment.current_regimen
+                kwargs["initial"] |= {
+                    "formulation": current.formulation,
+                    "frequency": current.frequency,
+                }
         if spec.kind == "therapy_end" and patient.therapy_end:
             kwargs["initial"] = {"therapy_end": patient.therapy_end}
         return spec.form_class(**kwargs)
