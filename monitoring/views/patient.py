@@ -30,6 +30,7 @@ from ..alert_text import ACK_LABELS, action_text, alert_texts
 from ..assessment import LevelAssessment, PatientAssessment
 from ..audit import logs_access
 from ..forms import ErrorReasonForm, TroughLevelForm
+from ..kidney import kidney_summary
 from ..models import (
     AlertAcknowledgement,
     ConcomitantDrug,
@@ -594,6 +595,7 @@ def _page_context(
         "action": action,
         "notice": notice,
         "record_forms": record_forms(request.user, patient, assessment, record),
+        "kidney": kidney_summary(assessment),
         "can_acknowledge": request.user.has_perm("monitoring.record_clinical_decision"),
         "ack_error": ack_error,
     }

@@ -37,6 +37,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from .. import charts, config, rules, services
 from ..assessment import PatientAssessment, with_metrics_window
 from ..audit import client_ip, logs_access
+from ..kidney import KidneySummary, kidney_summary
 from ..models import AccessLog, Patient, RecordStatus, ReportSignoff
 from . import worklist as worklist_views
 from .patient import (
@@ -304,6 +305,7 @@ class Report:
     regimen_rows: list
     drug_rows: list
     signoff: ReportSignoff | None
+    kidney: KidneySummary | None = None
     signoff_by: str = ""
     signoff_at: str = ""
     added_since_signoff: list[str] = field(default_factory=list)
@@ -373,6 +375,7 @@ def build_report(
             )
         ),
         rows=rows,
+        kidney=kidney_summary(assessment),
         older_levels=sum(1 for lv in assessment.records.levels if not lv.in_error)
         - sum(1 for row in rows if not row.in_error),
         regimen_rows=_in_period_regimens(assessment, start),
