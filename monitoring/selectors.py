@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 
 from django.db.models import (
+    Exists,
     F,
     OuterRef,
     Q,
@@ -23,6 +24,7 @@ from .models import (
     ConcomitantDrug,
     LabResult,
     LabTest,
+    LevelStatus,
     Patient,
     RecordStatus,
     Regimen,
@@ -161,7 +163,16 @@ def worklist_patients(
     stored summaries only (``alert_codes``, ``urgency_band``, ``next_trough_due``,
     ``latest_level``): no rule runs per row. Empty filters are ignored; ``query`` matches
     MRN, family or given name, every word of it somewhere."""
-    patients = Patient.objects.filter(active=True).select_related("latest_level")
+    # The latest sign-off and whether a (non-error) trough arrived after it: one join and
+    # one correlated subquery, so the rows cost no query each.
+    arrived = TroughLevel.objects.filter(
+        patient=OuterRef("pk"), created_at__gt=OuterRef("report_signoff__reviewed_at")
+    ).exclude(status=LevelStatus.ENTERED_IN_ERROR)
+    patients = (
+        Patient.objects.filter(active=True)
+        .select_related("latest_level", "report_signoff__reviewed_by")
+        .annotate(troughs_since_signoff=Exists(arrived))
+    )
     for word in query.split():
         patients = patients.filter(
             Q(mrn__icontains=word) | Q(family_name__icontains=word) | Q(given_name__icontains=word)

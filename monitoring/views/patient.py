@@ -40,8 +40,10 @@ from ..models import (
     Patient,
     RecordStatus,
     Regimen,
+    ReportSignoff,
     TroughLevel,
 )
+from ..review import review_status
 from .record_forms import RecordFormView, record_forms
 
 TEMPLATE = "monitoring/patient.html"
@@ -596,9 +598,18 @@ def _page_context(
         "notice": notice,
         "record_forms": record_forms(request.user, patient, assessment, record),
         "kidney": kidney_summary(assessment),
+        "review": review_status(assessment, _signoff(patient)),
         "can_acknowledge": request.user.has_perm("monitoring.record_clinical_decision"),
         "ack_error": ack_error,
     }
+
+
+def _signoff(patient: Patient) -> ReportSignoff | None:
+    """The report's sign-off: joined with the patient on the page view, a query otherwise."""
+    try:
+        return patient.report_signoff
+    except ReportSignoff.DoesNotExist:
+        return None
 
 
 def _render(
@@ -658,7 +669,9 @@ def _describe(level: TroughLevel) -> str:
 @logs_access("patient")
 @vary_on_headers("HX-Request")
 def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    patient = get_object_or_404(Patient, pk=pk)
+    patient = get_object_or_404(
+        Patient.objects.select_related("report_signoff__reviewed_by"), pk=pk
+    )
     state = PageState.from_request(request)
     partial = "live" if _fragment_wanted(request) else ""
     return _render(request, patient, state, partial=partial)

@@ -34,7 +34,8 @@ from .. import config, rules, services
 from ..alert_text import AlertText, alert_texts, next_action
 from ..audit import client_ip
 from ..exports import fixed, iso
-from ..models import AccessLog, Patient, TroughLevel
+from ..models import AccessLog, Patient, ReportSignoff, TroughLevel
+from ..review import person
 from ..selectors import DUE_OVERDUE, DUE_WEEK, WORKLIST_SORTS, worklist_patients
 
 TEMPLATE = "monitoring/worklist.html"
@@ -199,6 +200,9 @@ class WorklistRow:
     next_action: str
     next_due: date | None
     due_state: str  # "overdue", "due this week" or ""
+    signoff: ReportSignoff | None
+    signoff_by: str
+    troughs_since: bool
 
 
 def refresh_stale_summaries(today: date) -> None:
@@ -255,7 +259,17 @@ def worklist_row(patient: Patient, today: date, thresholds: rules.Thresholds) ->
         next_action=patient.next_action or next_action(codes),
         next_due=patient.next_trough_due,
         due_state=rules.due_state(patient.next_trough_due, today),
+        signoff=_signoff(patient),
+        signoff_by=person(_signoff(patient).reviewed_by) if _signoff(patient) else "",
+        troughs_since=getattr(patient, "troughs_since_signoff", False),
     )
+
+
+def _signoff(patient: Patient) -> ReportSignoff | None:
+    try:
+        return patient.report_signoff
+    except ReportSignoff.DoesNotExist:
+        return None
 
 
 def _filtered(request: HttpRequest) -> tuple[WorklistFilters, QuerySet[Patient], date]:
