@@ -320,7 +320,9 @@ class KidneyLabForm(PatientRecordForm, LabResultForm):
     class Meta(LabResultForm.Meta):
         fields = ["collected_at", "test", "value", "unit"]
         widgets = {"collected_at": _datetime_input()}
-        labels = {"collected_at": "Collected at"}
+        # Not "Collected at": the trough form on the same page has that label, and labels
+        # should tell the two apart.
+        labels = {"collected_at": "Lab sample drawn at"}
         help_texts = {"unit": "Creatinine mg/dL or umol/L; eGFR mL/min/1.73m2; UPCR g/g …"}
 
     def __init__(self, *args, **kwargs):

@@ -91,3 +91,19 @@ def test_a_lab_recorded_on_the_page_shows_up_at_once(clinician_client, patient):
     assert response.status_code == 200
     kidney = section(response.content.decode(), 'id="kidney"', "</section>")
     assert "<strong>5.9 mmol/L</strong>" in kidney
+
+
+def test_the_page_query_count_does_not_grow_with_the_labs(viewer_client, patient):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = reverse("monitoring:patient", args=[patient.pk])
+    viewer_client.get(url)  # the session's idle-expiry write happens on the first request
+    with CaptureQueriesContext(connection) as few:
+        viewer_client.get(url)
+    rows = "".join(f"KID-1,{stamp(100 + i)},creatinine,0.{i % 9 + 1},mg/dL\n" for i in range(40))
+    load("labs", "mrn,collected_at,test,value,unit\n" + rows)
+    with CaptureQueriesContext(connection) as many:
+        body = viewer_client.get(url).content.decode()
+    assert len(many) == len(few)
+    assert body.count("(CKD-EPI 2021)") >= 41
