@@ -82,7 +82,7 @@ _TEXTS = [
         "Interaction: re-check",
         "An interacting drug was started or stopped recently or since the last trough.",
         "G",
-        "check interaction",
+        "re-check trough",
     ),
     (
         rules.CNI_COMBINATION,
@@ -162,7 +162,58 @@ def alert_texts(codes: list[str]) -> list[AlertText]:
 
 
 def next_action(codes: list[str]) -> str:
+    """The action of the first alert in priority order: for a list of codes alone (the
+    stored summaries carry the full next action, ``action_text``)."""
     for code in ACTION_PRIORITY:
         if code in codes:
             return ALERTS[code].action
     return "no action"
+
+
+def _expect(direction: str | None) -> str:
+    return f" (expect the level to {direction})" if direction else ""
+
+
+def action_text(action: rules.NextAction) -> str:
+    """The next action in words: "re-check trough at steady state, due by 2026-12-20"."""
+    due = f", due by {action.due:%Y-%m-%d}" if action.due else ""
+    if action.code == rules.ACTION_ADD_LAST_DOSE:
+        return "add last-dose time"
+    if action.code == rules.ACTION_RECHECK_AFTER_CHANGE:
+        return f"re-check trough at steady state{_expect(action.direction)}{due}"
+    if action.code == rules.ACTION_REPEAT_SENSITIVE_ASSAY:
+        return "repeat the trough with a more sensitive assay (result censored inside the band)"
+    if action.code == rules.ACTION_RECHECK_TIMED:
+        return "re-check a correctly timed trough"
+    if action.code == rules.ACTION_RECHECK_STEADY:
+        timed = " correctly timed" if action.timed else ""
+        return f"re-check a{timed} trough at steady state".replace("a trough", "trough")
+    if action.code == rules.ACTION_REVIEW_DOSE:
+        return "review dose"
+    if action.code == rules.ACTION_RECHECK_INTERACTION:
+        return f"re-check trough{_expect(action.direction)}{due}"
+    if action.code == rules.ACTION_ALERT and action.alert in ALERTS:
+        text = ALERTS[action.alert].action
+        if action.alert == rules.LEVEL_OVERDUE and action.due:
+            text += f" (due {action.due:%Y-%m-%d})"
+        return text
+    return "no action"
+
+
+# What a clinician's review of an alert is called (the button and the record). A missing
+# last-dose time is answered by recording it, not by a review, so it has none.
+ACK_LABELS = {
+    rules.TROUGH_BELOW_RANGE: "dose reviewed",
+    rules.TROUGH_ABOVE_RANGE: "dose reviewed",
+    rules.SAMPLE_MISTIMED: "timing reviewed",
+    rules.NOT_STEADY_STATE: "steady state reviewed",
+    rules.DURATION_UNDER_36_MONTHS: "duration reviewed",
+    rules.PREMATURE_DISCONTINUATION: "planned stop reviewed",
+    rules.INTERACTION_RECHECK: "interaction reviewed",
+    rules.CNI_COMBINATION: "combination reviewed",
+    rules.OVERIMMUNOSUPPRESSION: "immunosuppression reviewed",
+    rules.PRE_EXISTING_CKD: "kidney function reviewed",
+    rules.NEPHROTOXICITY_WATCH: "kidney function reviewed",
+    rules.LEVEL_OVERDUE: "recall arranged",
+    rules.HIGH_VARIABILITY: "variability reviewed",
+}

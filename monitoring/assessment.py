@@ -6,6 +6,7 @@ the report and the exports all read its result, so a verdict is computed one way
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from . import rules
 from .models import (
+    AlertAcknowledgement,
     ConcomitantDrug,
     InteractionDirection,
     LabResult,
@@ -47,6 +49,7 @@ class PatientRecords:
     levels: Sequence[TroughLevel]
     drugs: Sequence[ConcomitantDrug]
     labs: Sequence[LabResult]
+    acknowledgements: Sequence[AlertAcknowledgement] = ()
 
 
 @dataclass
@@ -93,10 +96,21 @@ class PatientAssessment:
     baseline_egfr: Decimal | None
     dose_suggestion: Decimal | None
     alerts: list[str] = field(default_factory=list)
+    next_due: date | None = None
+    action: rules.NextAction = field(default_factory=lambda: rules.NextAction(rules.ACTION_NONE))
+    data_mark: str = ""
+    urgency_band: int = rules.BAND_NONE
+    problem_since: datetime | None = None
+    acknowledged: dict[str, AlertAcknowledgement] = field(default_factory=dict)
 
     @property
     def warning_count(self) -> int:
-        return sum(1 for c in self.alerts if rules.ALERT_SEVERITY.get(c) == rules.WARNING)
+        """Warnings not yet reviewed: a reviewed alert no longer ranks the patient."""
+        return sum(
+            1
+            for c in self.alerts
+            if rules.ALERT_SEVERITY.get(c) == rules.WARNING and c not in self.acknowledged
+        )
 
 
 def end_of_day(as_of: date) -> datetime:
@@ -323,7 +337,94 @@ def assess_patient(
             cv_high_percent=t.cv_high_percent,
         )
     )
+    result.data_mark = data_mark(latest, regimens, drugs)
+    result.acknowledged = {
+        ack.code: ack
+        for ack in sorted(records.acknowledgements, key=lambda a: a.acknowledged_at)
+        if ack.data_mark == result.data_mark and ack.code in result.alerts
+    }
+    decide_next_action(result, on_tacrolimus, change_times, events, t)
     return result
+
+
+def data_mark(
+    latest: LevelAssessment | None,
+    regimens: Sequence[Regimen],
+    drugs: Sequence[ConcomitantDrug],
+) -> str:
+    """A fingerprint of what an alert review looked at: the latest trough, the newest dose
+    record and every drug start and stop. A review holds while it is unchanged; a new
+    trough, dose or drug (or one marked in error) makes it lapse."""
+    parts = [
+        f"trough {latest.level.pk if latest else '-'}",
+        f"regimen {max((r.pk or 0 for r in regimens), default='-')}",
+        *sorted(f"drug {d.pk} {d.started_on} {d.stopped_on}" for d in drugs),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def decide_next_action(
+    result: PatientAssessment,
+    on_tacrolimus: bool,
+    change_times: Sequence[datetime],
+    events: Sequence[rules.DrugEvent],
+    t: rules.Thresholds,
+) -> None:
+    """The next trough's due date and the next action, in the site's local time. Only the
+    latest trough can answer a change (it is the newest), so nothing older is read: the
+    narrow re-judge of an import loads no more than it did."""
+    zone = timezone.get_current_timezone()
+    latest = result.latest
+    latest_at = latest.level.collected_at.astimezone(zone) if latest else None
+    changes = [c.astimezone(zone) for c in change_times if c <= result.now]
+    result.next_due = rules.next_trough_due(
+        on_tacrolimus=on_tacrolimus,
+        trough_times=[latest_at] if latest_at else [],
+        change_events=changes,
+        today=result.now.astimezone(zone).date(),
+        overdue_days=t.overdue_days,
+        post_change_days=t.post_change_trough_days,
+        steady_state_hours=t.steady_state_hours,
+    )
+    regimen_changes = [
+        c
+        for c in regimen_change_times(
+            [r for r in result.records.regimens if r.status == RecordStatus.ACTIVE]
+        )
+        if c <= result.now and (latest_at is None or c > latest_at)
+    ]
+    latest_facts = (
+        rules.LatestTrough(
+            latest_at,
+            latest.range,
+            latest.timing.code,
+            latest.steady_state,
+            latest.level.value_ng_ml,
+            latest.level.comparator,
+        )
+        if latest
+        else None
+    )
+    result.urgency_band = rules.urgency_band(
+        alerts=result.alerts,
+        latest=latest_facts,
+        acknowledged=set(result.acknowledged),
+        changed_since_latest=bool(regimen_changes) and on_tacrolimus,
+        critical_high=t.critical_high_ng_ml,
+        critical_low=t.critical_low_ng_ml,
+    )
+    # The oldest problem first within a band: the trough that raised it (none: first).
+    result.problem_since = (
+        latest.level.collected_at if latest and result.urgency_band != rules.BAND_NONE else None
+    )
+    result.action = rules.next_action(
+        alerts=result.alerts,
+        latest=latest_facts,
+        changes_since_latest=regimen_changes if on_tacrolimus else [],
+        interaction_events=result.interaction_events,
+        due=result.next_due,
+        acknowledged=set(result.acknowledged),
+    )
 
 
 def compute_metrics(

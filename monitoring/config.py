@@ -7,9 +7,9 @@ from decimal import Decimal
 
 from . import rules
 from .assessment import Target
-from .models import RuleSetting, TargetProfile
+from .models import DEFAULT_PROFILE_CODE, RuleSetting, TargetProfile
 
-DEFAULT_PROFILE_CODE = "ln_maintenance"
+__all__ = ["DEFAULT_PROFILE_CODE"]
 
 
 def load_thresholds() -> rules.Thresholds:

@@ -12,9 +12,13 @@ from .models import (
     ConcomitantDrug,
     DrugCatalogEntry,
     LabResult,
+    LabTest,
     LevelStatus,
+    Patient,
     RecordStatus,
     Regimen,
+    TargetAssignment,
+    TargetProfile,
     TroughLevel,
 )
 
@@ -238,3 +242,194 @@ class ErrorReasonForm(forms.Form):
         if not reason:
             raise ValidationError("a reason is required")
         return reason
+
+
+# --- the patient page's record forms (the front office) --------------------------------------
+# Each builds on the admin form of its model, so the checks are those of the admin and of the
+# importers (``monitoring.validation``); each asks for the reason the history keeps.
+
+DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
+KIDNEY_TESTS = (
+    LabTest.CREATININE,
+    LabTest.EGFR,
+    LabTest.UPCR,
+    LabTest.POTASSIUM,
+    LabTest.MAGNESIUM,
+)
+
+
+def _datetime_input() -> forms.DateTimeInput:
+    return forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL)
+
+
+def _date_input() -> forms.DateInput:
+    return forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+
+
+def _reason_field(*, required: bool, label: str = "Reason") -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=required,
+        max_length=300,
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+        help_text="Kept in the change history." + ("" if required else " Optional."),
+    )
+
+
+class PatientRecordForm:
+    """A page form bound to one patient (for the duplicate checks the constraints make)."""
+
+    def __init__(self, *args, patient: Patient, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.patient = patient
+
+    def clean_reason(self) -> str:
+        reason = (self.cleaned_data.get("reason") or "").strip()
+        if self.fields["reason"].required and not reason:
+            raise ValidationError("a reason is required")
+        return reason
+
+
+class RegimenChangeForm(PatientRecordForm, RegimenForm):
+    """A dose or formulation change from an effective time."""
+
+    reason = _reason_field(required=True, label="Reason for the change")
+
+    class Meta(RegimenForm.Meta):
+        fields = ["effective_at", "formulation", "frequency", "daily_dose_mg"]
+        widgets = {"effective_at": _datetime_input()}
+        labels = {"effective_at": "Effective from", "daily_dose_mg": "Total daily dose (mg/day)"}
+        help_texts = {"daily_dose_mg": "0 records that tacrolimus was stopped."}
+
+    def clean_effective_at(self):
+        at = self.cleaned_data.get("effective_at")
+        if (
+            at
+            and Regimen.objects.filter(
+                patient=self.patient, effective_at=at, status=RecordStatus.ACTIVE
+            ).exists()
+        ):
+            raise ValidationError(f"value '{at:%Y-%m-%d %H:%M}': a regimen already starts then")
+        return at
+
+
+class TargetPhaseForm(PatientRecordForm, forms.ModelForm):
+    """A new target phase from a date, optionally individualised (a clinician's decision)."""
+
+    reason = _reason_field(required=True)
+
+    class Meta:
+        model = TargetAssignment
+        fields = ["profile", "effective_from", "low_override", "high_override"]
+        widgets = {"effective_from": _datetime_input()}
+        labels = {
+            "profile": "Target profile",
+            "effective_from": "Effective from",
+            "low_override": "Individualised low (ng/mL)",
+            "high_override": "Individualised high (ng/mL)",
+        }
+        help_texts = {"low_override": "Leave both empty to use the profile's band."}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["profile"].queryset = TargetProfile.objects.filter(active=True)
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in ("low_override", "high_override"):
+            value = cleaned.get(name)
+            if value is not None and value <= 0:
+                self.add_error(name, f"value '{value}': must be greater than zero")
+        self.instance.reason = cleaned.get("reason") or ""
+        return cleaned
+
+
+class DrugStartForm(PatientRecordForm, ConcomitantDrugForm):
+    reason = _reason_field(required=False)
+
+    class Meta(ConcomitantDrugForm.Meta):
+        fields = ["name", "started_on", "stopped_on"]
+        widgets = {"started_on": _date_input(), "stopped_on": _date_input()}
+        labels = {"name": "Drug (generic or brand name)", "stopped_on": "Stopped on (if known)"}
+
+    def clean(self):
+        cleaned = super().clean()
+        name, started = (cleaned.get("name") or "").strip(), cleaned.get("started_on")
+        if (
+            name
+            and started
+            and ConcomitantDrug.objects.filter(
+                patient=self.patient,
+                name__iexact=name,
+                started_on=started,
+                status=RecordStatus.ACTIVE,
+            ).exists()
+        ):
+            self.add_error("name", f"value '{name}': already recorded as started on {started}")
+        return cleaned
+
+
+class DrugStopForm(PatientRecordForm, forms.Form):
+    drug = forms.TypedChoiceField(label="Drug to stop", coerce=int)
+    stopped_on = forms.DateField(label="Stopped on", widget=_date_input())
+    reason = _reason_field(required=False)
+
+    def __init__(self, *args, drugs: list[ConcomitantDrug] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.drugs = {d.pk: d for d in drugs}
+        self.fields["drug"].choices = [("", "choose a drug")] + [
+            (d.pk, f"{d.name} (since {d.started_on})") for d in drugs
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        drug, stopped = self.drugs.get(cleaned.get("drug")), cleaned.get("stopped_on")
+        if drug is not None and stopped is not None and stopped < drug.started_on:
+            self.add_error("stopped_on", f"value '{stopped}': is before started_on")
+        cleaned["record"] = drug
+        return cleaned
+
+
+class KidneyLabForm(PatientRecordForm, LabResultForm):
+    reason = _reason_field(required=False)
+
+    class Meta(LabResultForm.Meta):
+        fields = ["collected_at", "test", "value", "unit"]
+        widgets = {"collected_at": _datetime_input()}
+        # Not "Collected at": the trough form on the same page has that label, and labels
+        # should tell the two apart.
+        labels = {"collected_at": "Lab sample drawn at"}
+        help_texts = {"unit": "Creatinine mg/dL or umol/L; eGFR mL/min/1.73m2; UPCR g/g …"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["test"].choices = [(t.value, t.label) for t in KIDNEY_TESTS]
+
+    def clean(self):
+        cleaned = super().clean()
+        test, at = cleaned.get("test"), cleaned.get("collected_at")
+        if (
+            test
+            and at
+            and LabResult.objects.filter(
+                patient=self.patient, test=test, collected_at=at, status=RecordStatus.ACTIVE
+            ).exists()
+        ):
+            self.add_error("collected_at", f"value '{at:%Y-%m-%d %H:%M}': already recorded")
+        return cleaned
+
+
+class TherapyEndForm(PatientRecordForm, forms.Form):
+    therapy_end = forms.DateField(
+        label="End of all immunosuppression",
+        widget=_date_input(),
+        help_text="Actual (past) or planned (future) end date.",
+    )
+    reason = _reason_field(required=True)
+
+    def clean_therapy_end(self):
+        end = self.cleaned_data["therapy_end"]
+        start = self.patient.therapy_start
+        if start and end < start:
+            raise ValidationError(f"value '{end}': is before therapy_start {start}")
+        return end

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime, time
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -57,6 +58,13 @@ class TextGuard:
                 errors[model_field.name] = [f"value '{exc.value}': {exc.message}"]
         if errors:
             raise ValidationError(errors)
+
+
+# The site's default target profile (clinical-rules.md §2), seeded by migration 0002.
+DEFAULT_PROFILE_CODE = "ln_maintenance"
+# What the history keeps of a reason (django-simple-history's change-reason column).
+HISTORY_REASON_LENGTH = 100
+DEFAULT_TARGET_REASON = "site default target at registration"
 
 
 class EvidenceTag(models.TextChoices):
@@ -120,6 +128,20 @@ class Cyp3a5Expresser(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+# The summary services.patients_reassess stores on each patient (not history: computed).
+PATIENT_SUMMARY_FIELDS = [
+    "alert_codes",
+    "warning_count",
+    "latest_level",
+    "assessed_on",
+    "next_action",
+    "next_trough_due",
+    "acknowledged_codes",
+    "urgency_band",
+    "problem_since",
+]
+
+
 class Patient(TextGuard, models.Model):
     mrn = models.CharField("MRN", max_length=32, unique=True, validators=[MRN_VALIDATOR])
     family_name = models.CharField(max_length=100)
@@ -177,24 +199,69 @@ class Patient(TextGuard, models.Model):
         editable=False,
     )
     assessed_on = models.DateField(null=True, blank=True, editable=False)
+    next_action = models.CharField(max_length=200, blank=True, editable=False)
+    next_trough_due = models.DateField(null=True, blank=True, editable=False)
+    # Alerts reviewed since the last new data (AlertAcknowledgement): shown, not ranked.
+    acknowledged_codes = models.CharField(max_length=400, blank=True, editable=False)
+    # The worklist's order (rules.urgency_band), then the oldest problem first.
+    urgency_band = models.PositiveSmallIntegerField(default=rules.BAND_NONE, editable=False)
+    problem_since = models.DateTimeField(null=True, blank=True, editable=False)
 
-    history = HistoricalRecords(
-        excluded_fields=["alert_codes", "warning_count", "latest_level", "assessed_on"]
-    )
+    history = HistoricalRecords(excluded_fields=PATIENT_SUMMARY_FIELDS)
 
     class Meta:
         ordering = ["mrn"]
-        indexes = [models.Index(fields=["active", "-warning_count"])]
-        # The web upload page (CSV and HL7 files): granted to data_entry (migration 0004).
-        # The contract exports as downloads: every patient's data leaves the site, so its own
-        # permission, granted to data_entry (migration 0009) and per account by an admin.
+        indexes = [
+            models.Index(fields=["active", "-warning_count"]),
+            models.Index(fields=["active", "next_trough_due"], name="patient_active_next_due"),
+            models.Index(
+                fields=["active", "urgency_band", "problem_since"], name="patient_active_urgency"
+            ),
+        ]
         permissions = [
+            # The web upload page (CSV and HL7 files): granted to data_entry (migration 0004).
             ("import_data", "Can import data files"),
+            # Dose changes, target phases and alert reviews on the patient page: a
+            # prescriber's decision, granted to clinicians (migration 0017), not to data entry.
+            ("record_clinical_decision", "Can record dose changes, targets and alert reviews"),
+            # The contract exports as downloads: every patient's data leaves the site, so its
+            # own permission, granted to data_entry (migration 0014) and per account by an admin.
             ("export_data", "Can download the contract exports (levels, patients)"),
         ]
 
     def __str__(self) -> str:
         return f"{self.mrn} {self.family_name}, {self.given_name}"
+
+    def save(self, *args, **kwargs) -> None:
+        """A new patient gets a target assignment from the start of their record (the
+        birth date), so every trough has a target in force and a later first phase only
+        judges the troughs after it. The importer names the file's profile in
+        ``initial_target_profile``; otherwise the site's default profile applies."""
+        adding = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if adding:
+                self._assign_initial_target()
+
+    def _assign_initial_target(self) -> None:
+        profile = getattr(self, "initial_target_profile", None)
+        if profile is None:
+            profile = TargetProfile.objects.filter(code=DEFAULT_PROFILE_CODE).first()
+        if profile is None:  # reference data wiped: the judging falls back to the default
+            return
+        assignment = TargetAssignment(
+            patient=self,
+            profile=profile,
+            # to_python: a date given as text (``create(birth_date="1990-01-02")``) is valid
+            effective_from=record_start(
+                self._meta.get_field("birth_date").to_python(self.birth_date)
+            ),
+        )
+        assignment._change_reason = DEFAULT_TARGET_REASON
+        user = getattr(self, "_history_user", None)
+        if user is not None:
+            assignment._history_user = user
+        assignment.save()
 
     @property
     def alerts(self) -> list[str]:
@@ -215,6 +282,11 @@ class Patient(TextGuard, models.Model):
             errors["anchor_reason"] = "a reason is required when another anchor date is set"
         if errors:
             raise ValidationError(errors)
+
+
+def record_start(birth_date) -> datetime:
+    """Local midnight of the birth date: the earliest instant a patient's record covers."""
+    return timezone.make_aware(datetime.combine(birth_date, time.min))
 
 
 class TargetAssignment(TextGuard, models.Model):
@@ -741,3 +813,28 @@ class ForecastCheckRun(models.Model):
 
     def __str__(self) -> str:
         return f"Forecast check of {self.run_at:%Y-%m-%d %H:%M} ({self.patients} patients)"
+
+
+class AlertAcknowledgement(TextGuard, models.Model):
+    """A clinician's review of one alert ("dose reviewed", "interaction reviewed"...). It
+    holds while the patient's data stay as they were when it was made (``data_mark``,
+    ``assessment.data_mark``): the alert stays shown, marked reviewed, but no longer drives
+    the next action or the worklist rank until a new trough, dose or drug change."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="acknowledgements")
+    code = models.CharField(max_length=40)
+    note = models.CharField(max_length=300, blank=True)
+    data_mark = models.CharField(max_length=64, editable=False)
+    # PROTECT: a clinical review names its author; accounts are deactivated, not deleted.
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(default=timezone.now)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["patient", "acknowledged_at"]
+        indexes = [models.Index(fields=["patient", "code"])]
+
+    def __str__(self) -> str:
+        return f"{self.code} reviewed for patient {self.patient_id} at {self.acknowledged_at}"

@@ -153,6 +153,8 @@ SETTING_LABELS = {
     "overdue_days": ("Trough overdue after (days)", "D"),
     "post_change_trough_days": ("Trough expected within (days) of a change", "D"),
     "off_time_percent_per_hour": ("Level change per hour off-time (%)", "L"),
+    "critical_high_ng_ml": ("Worklist: critical trough at or above (ng/mL)", "D"),
+    "critical_low_ng_ml": ("Worklist: critical trough at or below (ng/mL)", "D"),
 }
 
 SETTING_SOURCES = {
@@ -202,6 +204,8 @@ GROUPS = {
         "change_regimen",
         "add_concomitantdrug",
         "change_concomitantdrug",
+        "add_labresult",
+        "change_labresult",
     ],
     # Targets are a clinical decision (monitoring.set_target, clinicians): data entry sees them.
     "data_entry": [f"view_{m}" for m in CLINICAL_MODELS]

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from django.db.models import (
-    Case,
+    Exists,
     F,
-    IntegerField,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
-    Value,
-    When,
     Window,
 )
-from django.db.models.functions import Length, Rank, Replace
+from django.db.models.functions import Coalesce, Rank
+from django.utils import timezone
 
 from .assessment import RULE_LAB_TESTS, PatientRecords
 from .models import (
+    AlertAcknowledgement,
     ConcomitantDrug,
     LabResult,
     LabTest,
+    LevelStatus,
     Patient,
     RecordStatus,
     Regimen,
@@ -69,7 +69,7 @@ def patient_records(
     level_pks: Collection[int] = (),
     rule_labs_until: datetime | None = None,
 ) -> list[PatientRecords]:
-    """Every record the rules need for these patients: six queries whatever their number.
+    """Every record the rules need for these patients: seven queries whatever their number.
 
     For re-judging thousands of patients (an import, the daily refresh) the records can be
     narrowed to what the rules read; they are then for the rules, not for display:
@@ -93,6 +93,7 @@ def patient_records(
             for level in levels_query.filter(pk__in=chunk):
                 levels[level.patient_id].append(level)
     drugs = _group(ConcomitantDrug.objects.select_related("catalog"), ids)
+    acknowledgements = _group(AlertAcknowledgement.objects.select_related("acknowledged_by"), ids)
     if rule_labs_until is None:
         labs = _group(LabResult.objects.all(), ids)
     else:
@@ -105,6 +106,7 @@ def patient_records(
             levels=levels[p.pk],
             drugs=drugs[p.pk],
             labs=labs[p.pk],
+            acknowledgements=acknowledgements[p.pk],
         )
         for p in patients
     ]
@@ -143,16 +145,34 @@ def patient_record(patient: Patient) -> PatientRecords:
     return patient_records([patient])[0]
 
 
-def worklist_patients(
-    *, query: str = "", alert: str = "", range_flag: str = "", timing_flag: str = ""
-) -> QuerySet[Patient]:
-    """Active patients for the worklist, most urgent first, from the stored summaries only
-    (``alert_codes``, ``warning_count``, ``latest_level``): no rule runs per row.
+DUE_OVERDUE, DUE_WEEK = "overdue", "week"
+DUE_WEEK_DAYS = 7
 
-    Urgency: more warnings, then more alerts, then the oldest latest trough (no trough at
-    all first), then MRN so that pages are stable. Empty filters are ignored; ``query``
-    matches MRN, family or given name, every word of it somewhere."""
-    patients = Patient.objects.filter(active=True).select_related("latest_level")
+
+def worklist_patients(
+    *,
+    query: str = "",
+    alert: str = "",
+    range_flag: str = "",
+    timing_flag: str = "",
+    due: str = "",
+    today: date | None = None,
+    sort: str = "",
+) -> QuerySet[Patient]:
+    """Active patients for the worklist, most urgent first (``worklist_order``), from the
+    stored summaries only (``alert_codes``, ``urgency_band``, ``next_trough_due``,
+    ``latest_level``): no rule runs per row. Empty filters are ignored; ``query`` matches
+    MRN, family or given name, every word of it somewhere."""
+    # The latest sign-off and whether a (non-error) trough arrived after it: one join and
+    # one correlated subquery, so the rows cost no query each.
+    arrived = TroughLevel.objects.filter(
+        patient=OuterRef("pk"), created_at__gt=OuterRef("report_signoff__reviewed_at")
+    ).exclude(status=LevelStatus.ENTERED_IN_ERROR)
+    patients = (
+        Patient.objects.filter(active=True)
+        .select_related("latest_level", "report_signoff__reviewed_by")
+        .annotate(troughs_since_signoff=Exists(arrived))
+    )
     for word in query.split():
         patients = patients.filter(
             Q(mrn__icontains=word) | Q(family_name__icontains=word) | Q(given_name__icontains=word)
@@ -169,15 +189,40 @@ def worklist_patients(
         patients = patients.filter(latest_level__range_flag=range_flag)
     if timing_flag:
         patients = patients.filter(latest_level__timing_flag=timing_flag)
-    separators = Length("alert_codes") - Length(Replace("alert_codes", Value(";"), Value("")))
-    alert_count = Case(
-        When(alert_codes="", then=Value(0)),
-        default=separators + Value(1),
-        output_field=IntegerField(),
-    )
-    return patients.annotate(alert_count=alert_count).order_by(
-        "-warning_count",
-        "-alert_count",
-        F("latest_level__collected_at").asc(nulls_first=True),
-        "mrn",
-    )
+    if due:
+        # The stored due date (services.patient_summary_set): overdue, or due within a week.
+        today = today or timezone.localdate()
+        if due == DUE_OVERDUE:
+            patients = patients.filter(next_trough_due__lt=today)
+        elif due == DUE_WEEK:
+            limit = today + timedelta(days=DUE_WEEK_DAYS)
+            patients = patients.filter(next_trough_due__lte=limit)
+    return patients.order_by(*worklist_order(sort))
+
+
+# Sortable worklist columns: the stored field (or expression) and whether a larger value
+# comes first when sorted "ascending" by what the column shows (months on therapy grow as
+# the clock's anchor date gets older).
+WORKLIST_SORTS = {
+    "mrn": ("mrn", False),
+    "name": ("family_name", False),
+    "trough_date": ("latest_level__collected_at", False),
+    "trough_value": ("latest_level__value_ng_ml", False),
+    "months": (Coalesce("anchor_date", "therapy_start"), True),
+    "next_due": ("next_trough_due", False),
+}
+
+
+def worklist_order(sort: str = "") -> list:
+    """The worklist's order: by urgency band (``rules.urgency_band``), the oldest problem
+    first within a band, then MRN; or by a column (``sort``, "-" first for descending),
+    empty values last, MRN breaking ties."""
+    key = sort.lstrip("-")
+    if key not in WORKLIST_SORTS:
+        return ["urgency_band", F("problem_since").asc(nulls_first=True), "mrn"]
+    target, inverted = WORKLIST_SORTS[key]
+    expression = F(target) if isinstance(target, str) else target
+    descending = sort.startswith("-") != inverted
+    ordered = expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True)
+    extra = ["given_name"] if key == "name" else []
+    return [ordered, *extra, "mrn"]

@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import config, forecasting, rules, validation
+from .alert_text import ACK_LABELS, action_text
 from .assessment import (
     PatientAssessment,
     assess_patient,
@@ -19,7 +20,10 @@ from .assessment import (
     with_metrics_window,
 )
 from .models import (
+    HISTORY_REASON_LENGTH,
     LEVEL_COMPUTED_FIELDS,
+    PATIENT_SUMMARY_FIELDS,
+    AlertAcknowledgement,
     ConcomitantDrug,
     LabResult,
     LevelStatus,
@@ -113,15 +117,11 @@ def patients_reassess(
                     setattr(level, k, v)
                 changed_levels.append(level)
         patient = result.records.patient
-        patient.alert_codes = ";".join(result.alerts)
-        patient.warning_count = result.warning_count
+        patient_summary_set(patient, result, as_of)
         patient.latest_level = result.latest.level if result.latest else None
-        patient.assessed_on = as_of
     with transaction.atomic():
         _update_each(TroughLevel, changed_levels, COMPUTED_LEVEL_FIELDS)
-        _update_each(
-            Patient, patients, ["alert_codes", "warning_count", "latest_level", "assessed_on"]
-        )
+        _update_each(Patient, patients, PATIENT_SUMMARY_FIELDS)
     if refit:
         forecasts_after_change(results)
     return results
@@ -169,6 +169,19 @@ def patients_refit_stale() -> int:
         forecasting.patients_refit([patient], {patient.pk: _band(patient_assess(patient))})
         count += 1
     return count
+
+
+def patient_summary_set(patient: Patient, result: PatientAssessment, as_of: date) -> None:
+    """The stored summary of a judged patient (not saved here), but ``latest_level``, which
+    a bulk insert can set only once the troughs have keys (``synthetic.write``)."""
+    patient.alert_codes = ";".join(result.alerts)
+    patient.warning_count = result.warning_count
+    patient.assessed_on = as_of
+    patient.next_action = action_text(result.action)
+    patient.next_trough_due = result.next_due
+    patient.acknowledged_codes = ";".join(sorted(result.acknowledged))
+    patient.urgency_band = result.urgency_band
+    patient.problem_since = result.problem_since
 
 
 def patients_refresh_summaries(patients: Iterable[Patient]) -> None:
@@ -303,3 +316,81 @@ def level_add_last_dose(*, level: TroughLevel, last_dose_at, user=None) -> Troug
         level.save(update_fields=["last_dose_at"])
         patient_reassess(level.patient)
     return level
+
+
+def _authored(record, user, reason: str) -> None:
+    """Name the author and the reason on the history row the save writes."""
+    if user is not None and user.is_authenticated:
+        record._history_user = user
+        if hasattr(record, "entered_by_id"):
+            record.entered_by = user
+    if reason:
+        record._change_reason = reason[:HISTORY_REASON_LENGTH]
+
+
+def patient_record_add(*, patient: Patient, record, user=None, reason: str = ""):
+    """Save a regimen, target phase, concomitant drug or lab entered on the patient page
+    (already validated by its page form, ``forms.PATIENT_RECORD_FORMS``) and re-judge the
+    patient in the same transaction. A regimen keeps the reason as its note too."""
+    record.patient = patient
+    if hasattr(record, "source"):
+        record.source = Source.MANUAL
+    if isinstance(record, Regimen) and reason:
+        record.note = reason
+    _authored(record, user, reason)
+    with transaction.atomic():
+        record.save()
+        patient_reassess(patient)
+    return record
+
+
+def drug_stop(*, drug: ConcomitantDrug, stopped_on: date, user=None, reason: str = ""):
+    """Record that a concomitant drug was stopped (its start stays as it was)."""
+    if drug.status != RecordStatus.ACTIVE:
+        raise rules.RuleError("drug", drug.name, "is entered in error")
+    if stopped_on < drug.started_on:
+        raise rules.RuleError("stopped_on", stopped_on, "is before started_on")
+    drug.stopped_on = stopped_on
+    author = drug.entered_by_id
+    _authored(drug, user, reason)
+    drug.entered_by_id = author  # who keyed in the start stays its author; history names both
+    with transaction.atomic():
+        drug.save(update_fields=["stopped_on"])
+        patient_reassess(drug.patient)
+    return drug
+
+
+def patient_therapy_end_set(*, patient: Patient, therapy_end: date, user=None, reason: str = ""):
+    """Record the actual or planned end of all immunosuppression (the 36-month clock)."""
+    if patient.therapy_start and therapy_end < patient.therapy_start:
+        raise rules.RuleError("therapy_end", therapy_end, "is before therapy_start")
+    patient.therapy_end = therapy_end
+    _authored(patient, user, reason)
+    with transaction.atomic():
+        patient.save(update_fields=["therapy_end"])
+        patient_reassess(patient)
+    return patient
+
+
+def alert_acknowledge(*, patient: Patient, code: str, note: str = "", user) -> AlertAcknowledgement:
+    """A clinician's review of one of the patient's current alerts. It holds for the data
+    as they are now (``assessment.data_mark``) and lapses with the next trough, dose or drug
+    change; then the patient is re-judged so the next action and the rank follow."""
+    if code not in ACK_LABELS:
+        raise rules.RuleError("code", code, "this alert is not answered by a review")
+    current = patient_assess(patient)
+    if code not in current.alerts:
+        raise rules.RuleError("code", code, "is not a current alert of this patient")
+    with transaction.atomic():
+        ack = AlertAcknowledgement(
+            patient=patient,
+            code=code,
+            note=note.strip(),
+            data_mark=current.data_mark,
+            acknowledged_by=user,
+        )
+        ack._history_user = user
+        ack._change_reason = ACK_LABELS[code]
+        ack.save()
+        patient_reassess(patient)
+    return ack

@@ -58,7 +58,7 @@ from .models import (
     TargetProfile,
     TroughLevel,
 )
-from .services import patients_reassess
+from .services import patient_summary_set, patients_reassess
 
 DEFAULT_PREFIX = "SYN-"
 DEFAULT_INTERVAL_DAYS = (14, 56)
@@ -896,10 +896,7 @@ def judge(batch: list[PatientData], *, thresholds: rules.Thresholds, default: Ta
                 rules.round_to(a.timing.hours, 3) if a.timing.hours is not None else None
             )
             level.steady_state = a.steady_state
-        patient = data.patient
-        patient.alert_codes = ";".join(result.alerts)
-        patient.warning_count = result.warning_count
-        patient.assessed_on = today
+        patient_summary_set(data.patient, result, today)
         data.latest = result.latest.level if result.latest else None
 
 

@@ -10,6 +10,7 @@ from .views import fhir as fhir_views
 from .views import hl7_endpoint
 from .views import imports as import_views
 from .views import patient as patient_views
+from .views import records as record_views
 from .views import report as report_views
 from .views import worklist as worklist_views
 
@@ -19,6 +20,7 @@ urlpatterns = [
     # Worklist: the home page (every active patient, most urgent first) and its CSV.
     path("", worklist_views.worklist, name="worklist"),
     path("worklist/export.csv", worklist_views.worklist_export, name="worklist_export"),
+    path("worklist/recall.csv", worklist_views.recall_csv, name="recall_csv"),
     # Patient page: one patient's troughs, chart and alerts, and its htmx writes.
     path("patients/<int:pk>/", patient_views.patient_detail, name="patient"),
     path("patients/<int:pk>/levels/add/", patient_views.level_add, name="level_add"),
@@ -31,6 +33,24 @@ urlpatterns = [
         "patients/<int:pk>/levels/<int:level_pk>/error/",
         patient_views.level_mark_error,
         name="level_mark_error",
+    ),
+    *(
+        path(
+            f"patients/<int:pk>/record/{slug}/", record_views.record_add, {"kind": kind}, name=name
+        )
+        for kind, slug, name in (
+            ("regimen", "regimen", "regimen_add"),
+            ("target", "target", "target_add"),
+            ("drug_start", "drug-start", "drug_start"),
+            ("drug_stop", "drug-stop", "drug_stop"),
+            ("lab", "lab", "lab_add"),
+            ("therapy_end", "therapy-end", "therapy_end"),
+        )
+    ),
+    path(
+        "patients/<int:pk>/alerts/<slug:code>/acknowledge/",
+        record_views.alert_acknowledge,
+        name="alert_acknowledge",
     ),
     path("patients/<int:pk>/fhir.json", fhir_views.patient_fhir, name="patient_fhir"),
     # Report: the printable report of one patient, its sign-off, the worklist's batch print.

@@ -234,6 +234,7 @@ class PatientImporter(Importer):
             )
         c.check()
         patient = Patient.objects.filter(mrn=mrn).first() or Patient(mrn=mrn)
+        patient.initial_target_profile = profile  # a new patient's first target (Patient.save)
         action = _save_changes(patient, values, self.ctx)
         self.ctx.patients[mrn] = patient
         target_action = self._set_base_target(patient, profile)

@@ -26,11 +26,13 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget
 
 from .. import charts, config, rules, services, validation
-from ..alert_text import alert_texts
+from ..alert_text import ACK_LABELS, action_text, alert_texts
 from ..assessment import LevelAssessment, PatientAssessment
 from ..audit import logs_access
 from ..forms import ErrorReasonForm, TroughLevelForm
+from ..kidney import kidney_summary
 from ..models import (
+    AlertAcknowledgement,
     ConcomitantDrug,
     EvidenceTag,
     InteractionDirection,
@@ -38,8 +40,11 @@ from ..models import (
     Patient,
     RecordStatus,
     Regimen,
+    ReportSignoff,
     TroughLevel,
 )
+from ..review import review_status
+from .record_forms import RecordFormView, record_forms
 
 TEMPLATE = "monitoring/patient.html"
 WINDOW_MONTHS = (3, 6, 12, 24)
@@ -307,6 +312,8 @@ class AlertItem:
     evidence: str
     action: str
     details: list[str]
+    ack: AlertAcknowledgement | None = None
+    ack_label: str = ""
 
 
 def alert_items(assessment: PatientAssessment, unit: str) -> list[AlertItem]:
@@ -363,6 +370,8 @@ def alert_items(assessment: PatientAssessment, unit: str) -> list[AlertItem]:
                 evidence=text.evidence_label,
                 action=text.action,
                 details=details,
+                ack=assessment.acknowledged.get(text.code),
+                ack_label=ACK_LABELS.get(text.code, ""),
             )
         )
     return items
@@ -526,6 +535,8 @@ def _page_context(
     add_form: TroughEntryForm | None = None,
     action: LevelAction | None = None,
     notice: str = "",
+    record: RecordFormView | None = None,
+    ack_error: str = "",
 ) -> dict:
     thresholds = config.load_thresholds()
     assessment = services.patient_assess(
@@ -571,6 +582,11 @@ def _page_context(
         "steady_hours": _dose(thresholds.steady_state_hours),
         "alerts": alert_items(assessment, state.unit),
         "dose_suggestion": dose_suggestion_text(assessment),
+        "next_action": action_text(assessment.action),
+        "next_due": assessment.next_due,
+        "due_state": rules.due_state(assessment.next_due, timezone.localdate(assessment.now)),
+        "post_change_days": thresholds.post_change_trough_days,
+        "overdue_days": thresholds.overdue_days,
         "metrics": metrics_view(assessment, state, thresholds),
         "figure": charts.figure_json(charts.trough_figure(assessment, unit=state.unit)),
         "chart_summary": charts.chart_summary(assessment, unit=state.unit),
@@ -587,7 +603,20 @@ def _page_context(
         else (TroughEntryForm(patient=patient, auto_id=ADD_FORM_ID) if can_add else None),
         "action": action,
         "notice": notice,
+        "record_forms": record_forms(request.user, patient, assessment, record),
+        "kidney": kidney_summary(assessment),
+        "review": review_status(assessment, _signoff(patient)),
+        "can_acknowledge": request.user.has_perm("monitoring.record_clinical_decision"),
+        "ack_error": ack_error,
     }
+
+
+def _signoff(patient: Patient) -> ReportSignoff | None:
+    """The report's sign-off: joined with the patient on the page view, a query otherwise."""
+    try:
+        return patient.report_signoff
+    except ReportSignoff.DoesNotExist:
+        return None
 
 
 def _render(
@@ -647,7 +676,9 @@ def _describe(level: TroughLevel) -> str:
 @logs_access("patient")
 @vary_on_headers("HX-Request")
 def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    patient = get_object_or_404(Patient, pk=pk)
+    patient = get_object_or_404(
+        Patient.objects.select_related("report_signoff__reviewed_by"), pk=pk
+    )
     state = PageState.from_request(request)
     partial = "live" if _fragment_wanted(request) else ""
     return _render(request, patient, state, partial=partial)

@@ -37,7 +37,9 @@ from django.views.decorators.http import require_http_methods, require_safe
 from .. import charts, config, rules, services, validation
 from ..assessment import PatientAssessment, with_metrics_window
 from ..audit import log_bulk_access, logs_access
+from ..kidney import KidneySummary, kidney_summary
 from ..models import Patient, RecordStatus, ReportSignoff
+from ..review import added_since, person
 from . import worklist as worklist_views
 from .patient import (
     DEFAULT_WINDOW_MONTHS,
@@ -156,14 +158,6 @@ class Period:
 # --- what a report shows -------------------------------------------------------------------
 
 
-def person(user) -> str:
-    """ "Ana Díaz (adiaz)", or the username alone when no name is recorded."""
-    if user is None:
-        return "unknown user"
-    full = user.get_full_name().strip()
-    return f"{full} ({user.get_username()})" if full else user.get_username()
-
-
 def _local(moment: datetime) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
@@ -260,18 +254,6 @@ def _in_period_drugs(assessment: PatientAssessment, start: datetime | None) -> l
     return [row for row in rows if row.drug.stopped_on is None or row.drug.stopped_on >= first_day]
 
 
-def _added_since(assessment: PatientAssessment, moment: datetime) -> list[str]:
-    """What was recorded after a sign-off: "2 troughs", "1 regimen record", ..."""
-    records = assessment.records
-    counts = [
-        (sum(1 for lv in records.levels if lv.created_at > moment and not lv.in_error), "trough"),
-        (sum(1 for r in records.regimens if r.created_at > moment), "regimen record"),
-        (sum(1 for d in records.drugs if d.created_at > moment), "drug record"),
-        (sum(1 for lab in records.labs if lab.created_at > moment), "lab result"),
-    ]
-    return [f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in counts if n]
-
-
 @dataclass
 class Report:
     """Everything one patient's report shows, as plain values for the template."""
@@ -304,6 +286,7 @@ class Report:
     regimen_rows: list
     drug_rows: list
     signoff: ReportSignoff | None
+    kidney: KidneySummary | None = None
     signoff_by: str = ""
     signoff_at: str = ""
     added_since_signoff: list[str] = field(default_factory=list)
@@ -379,6 +362,7 @@ def build_report(
             )
         ),
         rows=rows,
+        kidney=kidney_summary(assessment),
         older_levels=sum(1 for lv in assessment.records.levels if not lv.in_error)
         - sum(1 for row in rows if not row.in_error),
         regimen_rows=_in_period_regimens(assessment, start),
@@ -388,7 +372,7 @@ def build_report(
     if signoff is not None:
         report.signoff_by = person(signoff.reviewed_by)
         report.signoff_at = _local(signoff.reviewed_at)
-        report.added_since_signoff = _added_since(assessment, signoff.reviewed_at)
+        report.added_since_signoff = added_since(assessment, signoff.reviewed_at)
     return report
 
 

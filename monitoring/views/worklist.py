@@ -11,6 +11,7 @@ one batch, the patients whose summary predates today before the list is read.
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -33,8 +34,9 @@ from ..alert_text import AlertText, alert_texts, next_action
 from ..audit import log_bulk_access
 from ..csv_safe import SafeCsvWriter
 from ..exports import fixed, iso
-from ..models import Patient, TroughLevel
-from ..selectors import worklist_patients
+from ..models import Patient, ReportSignoff, TroughLevel
+from ..review import person
+from ..selectors import DUE_OVERDUE, DUE_WEEK, WORKLIST_SORTS, worklist_patients
 
 TEMPLATE = "monitoring/worklist.html"
 PAGE_SIZE = 50
@@ -49,6 +51,7 @@ EXPORT_COLUMNS = [
     "months_on_therapy",
     "alerts",
     "next_action",
+    "next_trough_due",
 ]
 
 # Presentation only: how a verdict looks (the verdicts themselves come from the rules).
@@ -112,6 +115,22 @@ class WorklistFilters(forms.Form):
         choices=_choices("any timing", TIMING_BADGE),
         widget=forms.Select(attrs={"id": "worklist-timing"}),
     )
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[("", "urgency")]
+        + [(f"{sign}{key}", f"{sign}{key}") for key in WORKLIST_SORTS for sign in ("", "-")],
+        widget=forms.HiddenInput(),
+    )
+    due = forms.ChoiceField(
+        label="Next trough due",
+        required=False,
+        choices=[
+            ("", "any due date"),
+            (DUE_OVERDUE, "overdue"),
+            (DUE_WEEK, "overdue or due this week"),
+        ],
+        widget=forms.Select(attrs={"id": "worklist-due"}),
+    )
 
     def search_text(self) -> str:
         """What the user searched and filtered for, as typed, for the access log."""
@@ -130,6 +149,8 @@ class WorklistFilters(forms.Form):
             "alert": data.get("alert") or "",
             "range_flag": data.get("range") or "",
             "timing_flag": data.get("timing") or "",
+            "due": data.get("due") or "",
+            "sort": data.get("sort") or "",
         }
 
 
@@ -139,17 +160,27 @@ class AlertBadge:
     style: str
     glyph: str
     severity_word: str
+    reviewed: bool = False
 
     @property
     def html(self) -> SafeString:
-        return _badge_html(self.text, self.style, self.glyph, self.severity_word)
+        return _badge_html(self.text, self.style, self.glyph, self.severity_word, self.reviewed)
 
 
 @functools.lru_cache(maxsize=256)
-def _badge_html(text: AlertText, style: str, glyph: str, word: str) -> SafeString:
+def _badge_html(text: AlertText, style: str, glyph: str, word: str, reviewed: bool) -> SafeString:
     """An alert's badge is the same on every row: built once per alert, not by the template
     on each of the ~250 badges of a page (a third of the worklist's time at 5,000 patients).
-    Shape and word besides the colour; the explanation as a tooltip."""
+    Shape and word besides the colour; the explanation as a tooltip. A reviewed alert says
+    so in words and with a tick, and is drawn plain: it no longer ranks the patient."""
+    if reviewed:
+        return format_html(
+            '<span class="badge alert-badge alert-badge--reviewed" title="{}">'
+            '<span class="alert-badge__glyph" aria-hidden="true">✓</span> '
+            "{} (reviewed)</span>",
+            text.explanation,
+            text.label,
+        )
     return format_html(
         '<span class="badge badge--{} alert-badge" title="{}">'
         '<span class="alert-badge__glyph" aria-hidden="true">{}</span> '
@@ -176,6 +207,11 @@ class WorklistRow:
     months_note: str
     alerts: list[AlertBadge]
     next_action: str
+    next_due: date | None
+    due_state: str  # "overdue", "due this week" or ""
+    signoff: ReportSignoff | None
+    signoff_by: str
+    troughs_since: bool
 
 
 def refresh_stale_summaries(today: date) -> None:
@@ -212,10 +248,11 @@ def worklist_row(patient: Patient, today: date, thresholds: rules.Thresholds) ->
     elif duration.code == rules.DURATION_MET:
         note = f"{config.plain(thresholds.required_months)} months reached"
     codes = patient.alerts
+    reviewed = set(patient.acknowledged_codes.split(";")) if patient.acknowledged_codes else set()
     badges = []
     for text in alert_texts(codes):
         style, glyph, word = SEVERITY_STYLE[text.severity]
-        badges.append(AlertBadge(text, style, glyph, word))
+        badges.append(AlertBadge(text, style, glyph, word, text.code in reviewed))
     return WorklistRow(
         patient=patient,
         level=level,
@@ -228,15 +265,27 @@ def worklist_row(patient: Patient, today: date, thresholds: rules.Thresholds) ->
         months_shown=fixed(duration.months, 1),
         months_note=note,
         alerts=badges,
-        next_action=next_action(codes),
+        next_action=patient.next_action or next_action(codes),
+        next_due=patient.next_trough_due,
+        due_state=rules.due_state(patient.next_trough_due, today),
+        signoff=_signoff(patient),
+        signoff_by=person(_signoff(patient).reviewed_by) if _signoff(patient) else "",
+        troughs_since=getattr(patient, "troughs_since_signoff", False),
     )
+
+
+def _signoff(patient: Patient) -> ReportSignoff | None:
+    try:
+        return patient.report_signoff
+    except ReportSignoff.DoesNotExist:
+        return None
 
 
 def _filtered(request: HttpRequest) -> tuple[WorklistFilters, QuerySet[Patient], date]:
     today = timezone.localdate()
     refresh_stale_summaries(today)
     filters = WorklistFilters(request.GET)
-    return filters, worklist_patients(**filters.selection()), today
+    return filters, worklist_patients(**filters.selection(), today=today), today
 
 
 @require_GET
@@ -251,9 +300,15 @@ def worklist(request: HttpRequest) -> HttpResponse:
     log_bulk_access(
         request, [p.pk for p in page.object_list], "worklist", search=filters.search_text()
     )
+    selection = filters.selection()
     context = {
         "filters": filters,
-        "filtered": any(filters.selection().values()),
+        "filtered": any(v for k, v in selection.items() if k != "sort"),
+        "sort": selection["sort"],
+        "sort_label": SORT_LABELS.get(selection["sort"].lstrip("-"), ""),
+        "sort_links": sort_links(request, selection["sort"]),
+        "critical_high": config.plain(thresholds.critical_high_ng_ml),
+        "critical_low": config.plain(thresholds.critical_low_ng_ml),
         "page": page,
         "rows": [worklist_row(p, today, thresholds) for p in page.object_list],
         "required_months": config.plain(thresholds.required_months),
@@ -262,6 +317,36 @@ def worklist(request: HttpRequest) -> HttpResponse:
     if request.htmx and not request.htmx.history_restore_request:
         return render(request, f"{TEMPLATE}#worklist-table", context)
     return render(request, TEMPLATE, context)
+
+
+SORT_LABELS = {
+    "mrn": "MRN",
+    "name": "name",
+    "trough_date": "latest trough date",
+    "trough_value": "latest trough value",
+    "months": "months of immunosuppression",
+    "next_due": "next trough due",
+}
+
+
+@dataclass(frozen=True)
+class SortLink:
+    query: str
+    label: str
+    state: str  # "ascending", "descending" or ""
+
+
+def sort_links(request: HttpRequest, current: str) -> dict[str, SortLink]:
+    """A link per sortable column that keeps the filters: ascending first, then descending
+    when the column is already sorted ascending."""
+    links = {}
+    for key, label in SORT_LABELS.items():
+        query = request.GET.copy()
+        query.pop("page", None)
+        query["sort"] = f"-{key}" if current == key else key
+        state = "ascending" if current == key else "descending" if current == f"-{key}" else ""
+        links[key] = SortLink("?" + query.urlencode(), label, state)
+    return links
 
 
 class _Echo:
@@ -287,7 +372,8 @@ def _export_lines(patients: QuerySet[Patient], today: date) -> Iterator[str]:
                 level.timing_flag if level else "",
                 fixed(_duration(patient, today, thresholds).months, 1),
                 ";".join(sorted(codes)),
-                next_action(codes),
+                patient.next_action or next_action(codes),
+                patient.next_trough_due.isoformat() if patient.next_trough_due else "",
             ]
         )
 
@@ -305,4 +391,53 @@ def worklist_export(request: HttpRequest) -> StreamingHttpResponse:
     )
     response = StreamingHttpResponse(_export_lines(patients, today), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="worklist-{today:%Y-%m-%d}.csv"'
+    return response
+
+
+RECALL_COLUMNS = [
+    "mrn",
+    "family_name",
+    "given_name",
+    "birth_date",
+    "next_trough_due",
+    "due",
+    "latest_collected_at",
+    "next_action",
+]
+
+
+@require_GET
+@permission_required("monitoring.view_patient", raise_exception=True)
+def recall_csv(request: HttpRequest) -> HttpResponse:
+    """Patients whose next trough is overdue or due within the week (or the due filter
+    chosen), with the worklist's other filters, soonest due first: the list the clinic
+    calls. Every patient listed is written to the access log."""
+    today = timezone.localdate()
+    refresh_stale_summaries(today)
+    filters = WorklistFilters(request.GET)
+    selection = filters.selection()
+    selection["due"] = selection["due"] or DUE_WEEK
+    patients = list(worklist_patients(**selection, today=today).order_by("next_trough_due", "mrn"))
+    log_bulk_access(
+        request, [p.pk for p in patients], "recall list", search=filters.search_text()
+    )
+    buffer = io.StringIO()
+    writer = SafeCsvWriter(buffer, lineterminator="\n")
+    writer.writerow(RECALL_COLUMNS)
+    for patient in patients:
+        level = patient.latest_level
+        writer.writerow(
+            [
+                patient.mrn,
+                patient.family_name,
+                patient.given_name,
+                patient.birth_date.isoformat(),
+                patient.next_trough_due.isoformat() if patient.next_trough_due else "",
+                rules.due_state(patient.next_trough_due, today),
+                iso(level.collected_at) if level else "",
+                patient.next_action,
+            ]
+        )
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="recall-{today:%Y-%m-%d}.csv"'
     return response

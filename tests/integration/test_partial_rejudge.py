@@ -52,7 +52,13 @@ def stored_state() -> tuple[list, list]:
     levels = sorted(TroughLevel.objects.values_list("pk", *services.COMPUTED_LEVEL_FIELDS))
     patients = sorted(
         Patient.objects.values_list(
-            "pk", "alert_codes", "warning_count", "latest_level_id", "assessed_on"
+            "pk",
+            "alert_codes",
+            "warning_count",
+            "latest_level_id",
+            "assessed_on",
+            "next_action",
+            "next_trough_due",
         )
     )
     return levels, patients

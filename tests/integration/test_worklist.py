@@ -313,6 +313,7 @@ def test_the_csv_export_lists_the_filtered_patients(viewer_client, clinic):
         "months_on_therapy",
         "alerts",
         "next_action",
+        "next_trough_due",
     ]
     assert row["family_name"] == "Lowe" and row["given_name"] == "Lara"
     assert row["latest_collected_at"].startswith(
@@ -324,6 +325,8 @@ def test_the_csv_export_lists_the_filtered_patients(viewer_client, clinic):
     assert row["months_on_therapy"] == "13.1"
     assert "trough_below_range" in row["alerts"].split(";")
     assert row["next_action"] == "review dose"
+    # 90 days after the latest trough (10 days ago): clinical-rules.md §8.
+    assert row["next_trough_due"] == (timezone.localdate() + timedelta(days=80)).isoformat()
 
 
 def test_the_csv_export_without_filters_lists_every_active_patient_in_worklist_order(
@@ -370,7 +373,16 @@ def count_queries(client, url: str = URL) -> int:
     return len(queries)
 
 
-@pytest.mark.parametrize("url", [URL, EXPORT_URL])
+@pytest.mark.parametrize(
+    "url",
+    [
+        URL,
+        EXPORT_URL,
+        URL + "?sort=-next_due&due=week",
+        URL + "?sort=months",
+        reverse("monitoring:recall_csv"),
+    ],
+)
 def test_the_query_count_does_not_grow_with_the_patients(
     viewer_client, django_assert_max_num_queries, url
 ):

@@ -16,15 +16,12 @@ from django.utils import timezone
 
 from monitoring import rules, validation
 from monitoring.catalog import match_drug
-from monitoring.config import DEFAULT_PROFILE_CODE
 from monitoring.models import (
     ConcomitantDrug,
     DrugCatalogEntry,
     LabResult,
     Patient,
     Regimen,
-    TargetAssignment,
-    TargetProfile,
     TroughLevel,
 )
 from monitoring.services import patients_reassess
@@ -71,11 +68,7 @@ class Builder:
             if end_in_days is not None
             else None,
         )
-        TargetAssignment.objects.create(
-            patient=patient,
-            profile=TargetProfile.objects.get(code=DEFAULT_PROFILE_CODE),
-            effective_from=timezone.make_aware(datetime.combine(birth, time.min)),
-        )
+        # Patient.save assigned the site's default target from the birth date.
         return patient
 
     def regimen(self, patient, days_ago, dose, formulation="IR", frequency="BID"):
