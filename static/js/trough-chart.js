@@ -14,10 +14,25 @@
 (function () {
   "use strict";
 
+  // Patient data must never leave the site through the chart. plotly.js offers a cloud
+  // export ("Share chart…": a popup to cloud.plotly.com that receives the whole figure) and
+  // older releases an "Edit in Chart Studio" link: switch every such path off, name no
+  // destination for them, and list the modebar buttons allowed instead of those removed, so
+  // a button added by a later plotly.js release does not appear unnoticed.
+  // tests/browser/test_chart.py clicks every control and fails on any off-site request.
   var CONFIG = {
     responsive: true,
     displaylogo: false,
-    modeBarButtonsToRemove: ["select2d", "lasso2d"],
+    editable: false,
+    showSendToCloud: false,
+    showEditInChartStudio: false,
+    showLink: false,
+    sendData: false,
+    plotlyServerURL: "",
+    modeBarButtons: [
+      ["toImage"],
+      ["zoom2d", "pan2d", "zoomIn2d", "zoomOut2d", "autoScale2d", "resetScale2d"]
+    ],
     toImageButtonOptions: { format: "png", filename: "tacrolimus-troughs" }
   };
 

@@ -1,0 +1,118 @@
+"""The on-screen trough chart in a real browser: nothing leaves the site through it, it reads
+for a patient without kidney labs, its encodings match the printed report, and its controls
+work from the keyboard."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+from django.urls import reverse
+
+from tests.browser import pages
+from tests.browser.pages import CHART_DRAWN, open_patient
+
+expect = pytest.importorskip("playwright.sync_api", reason="pip install playwright").expect
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+demo = pages.demo
+clinician = pages.clinician
+
+# The only modebar buttons the chart may offer: looking at the data, and saving a picture of
+# it to this computer. Anything else (plotly's "Share chart…", "Edit in Chart Studio") would
+# be a path for patient data to a third party.
+ALLOWED_MODEBAR = {
+    "Download plot as a PNG",
+    "Zoom",
+    "Pan",
+    "Zoom in",
+    "Zoom out",
+    "Autoscale",
+    "Reset axes",
+}
+
+
+def _watch_off_site(page, live_server_url: str) -> tuple[list[str], list[str]]:
+    """Record (and block) every request to another origin, and every new window."""
+    own = urlsplit(live_server_url).netloc
+    off_site: list[str] = []
+    popups: list[str] = []
+
+    def route(route):
+        url = route.request.url
+        scheme, netloc = urlsplit(url)[:2]
+        if scheme in ("http", "https", "ws", "wss") and netloc != own:
+            off_site.append(url)
+            route.abort()
+        else:
+            route.continue_()
+
+    page.context.route("**/*", route)
+    page.context.on("page", lambda popup: popups.append(popup.url or "about:blank"))
+    page.on("popup", lambda popup: popups.append(popup.url or "about:blank"))
+    return off_site, popups
+
+
+def _click_every_chart_control(page, chart: str) -> list[str]:
+    """Click every modebar button, the range buttons and the legend items of the chart, and
+    confirm any dialog that a button opens. Returns the modebar buttons' titles."""
+    plot = page.locator(chart)
+    plot.hover()
+    buttons = plot.locator(".modebar-btn")
+    titles = [buttons.nth(i).get_attribute("data-title") or "" for i in range(buttons.count())]
+    for i in range(buttons.count()):
+        plot.hover()
+        with page.expect_download(timeout=3000) if titles[i].startswith("Download") else _noop():
+            buttons.nth(i).dispatch_event("click")
+        # plotly's cloud export asks first; a user who says yes must not send anything either.
+        confirm = page.locator(".plotly-cloud-dialog button").filter(has_not_text="Cancel")
+        if confirm.count():
+            confirm.first.click()
+        page.wait_for_timeout(200)
+    for selector in (".rangeselector .button", ".legend .traces"):
+        for control in plot.locator(selector).all():
+            control.dispatch_event("click")
+            page.wait_for_timeout(50)
+    return titles
+
+
+class _noop:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("where", ["patient", "report"])
+def test_no_chart_control_sends_data_off_the_site(demo, clinician, live_server, where):
+    page = clinician
+    off_site, popups = _watch_off_site(page, live_server.url)
+    patient = demo["DEMO-006"]
+    if where == "patient":
+        open_patient(page, patient)
+    else:
+        page.goto(reverse("monitoring:report", args=[patient.pk]))
+        page.wait_for_selector(CHART_DRAWN)
+    start_url = page.url
+
+    titles = _click_every_chart_control(page, "[data-chart-source][data-chart-drawn]")
+
+    page.wait_for_timeout(500)
+    assert off_site == [], off_site
+    assert popups == [], popups
+    unexpected = [t for t in titles if t not in ALLOWED_MODEBAR]
+    assert unexpected == [], f"modebar offers {unexpected}"
+    assert page.url == start_url
+    # The configuration itself names no cloud destination that a later plotly.js release
+    # could start to use.
+    context = page.eval_on_selector(
+        "[data-chart-source][data-chart-drawn]",
+        "el => ({cloud: el._context.showSendToCloud, url: el._context.plotlyServerURL,"
+        " editable: el._context.editable})",
+    )
+    assert context == {"cloud": False, "url": "", "editable": False}
