@@ -86,6 +86,7 @@ DOSE_COLOUR = "#444444"
 DRUG_COLOUR = "#CC79A7"
 ASSAY_COLOUR = "#E69F00"
 PRELIMINARY_OPACITY = 0.45
+NO_LABS_HEIGHT = 480  # px: the trough panel alone, at about the height it has above the labs
 
 RANGE_BUTTONS = (
     {"count": 6, "label": "6m", "step": "month", "stepmode": "backward"},
@@ -298,6 +299,18 @@ def _axis_bounds(
     return start, end
 
 
+# Margins around the records' span on the time axis: enough for a marker drawn at either end,
+# never a visible stretch of future (the "6m" button counts back from the axis' end).
+AXIS_PAD_SHARE = 0.02
+AXIS_PAD_MIN = timedelta(days=1)
+AXIS_PAD_MAX = timedelta(days=7)
+
+
+def _time_range(start: datetime, end: datetime) -> tuple[str, str]:
+    pad = min(max((end - start) * AXIS_PAD_SHARE, AXIS_PAD_MIN), AXIS_PAD_MAX)
+    return _x(start - pad), _x(end + pad)
+
+
 # --- the figure -----------------------------------------------------------------------------
 
 
@@ -391,6 +404,40 @@ class TroughFigure:
         self.layout["annotations"] = overlays.annotations
         self.layout["shapes"] = overlays.shapes
 
+    def set_time_range(self, start: str, end: str) -> None:
+        """The shared time axis from the records' span. Left to itself plotly.js ranges the
+        axis over anything placed on it, and an empty lab panel threw it to 1965–2030;
+        ``autorangeoptions`` keeps the "all" button (an autorange) inside the same span."""
+        for axis in ("xaxis", "xaxis2"):
+            self.layout[axis]["range"] = [start, end]
+            self.layout[axis]["autorangeoptions"] = {"minallowed": start, "maxallowed": end}
+
+    def without_lab_panel(self, note: str) -> None:
+        """One panel when there is nothing for the lower one to show: the trough panel takes
+        the height and carries the dates itself, and ``note`` sits above it, right-aligned
+        (the range buttons are on the left), outside the plotting area."""
+        layout = self.layout
+        layout["height"] = NO_LABS_HEIGHT
+        layout["yaxis"]["domain"] = [0, 1]
+        layout["xaxis"]["showticklabels"] = True
+        for axis in ("xaxis2", "yaxis3", "yaxis4"):
+            layout[axis]["visible"] = False
+        layout["legend"] = {**layout["legend"], "y": -0.1}
+        layout["annotations"].append(
+            {
+                "text": note,
+                "name": "no_labs",
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 1,
+                "y": 1.02,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "font": {"size": 11, "color": "#595959"},
+            }
+        )
+
     def to_plotly_json(self) -> dict:
         return {"data": self.data, "layout": self.layout}
 
@@ -426,8 +473,11 @@ def trough_figure(assessment: PatientAssessment, *, unit: str = "ng/mL") -> Trou
     _add_dose(fig, overlays, regimens, axis_end)
     _add_drug_events(overlays, assessment)
     _add_assay_changes(overlays, levels)
-    _add_labs(fig, overlays, labs)
+    shown_labs = _add_labs(fig, labs)
     fig.apply(overlays)
+    fig.set_time_range(*_time_range(axis_start, axis_end))
+    if not shown_labs:
+        fig.without_lab_panel("No kidney labs recorded")
     return fig
 
 
@@ -732,7 +782,8 @@ def _upcr_g_g(lab: LabResult) -> Decimal:
     return lab.value  # g/g and mg/mg are the same ratio
 
 
-def _add_labs(fig: TroughFigure, overlays: Overlays, labs: Sequence[LabResult]) -> None:
+def _add_labs(fig: TroughFigure, labs: Sequence[LabResult]) -> bool:
+    """Kidney labs in the lower panel; False when there is none to draw."""
     creatinine = [lab for lab in labs if lab.test == LabTest.CREATININE]
     egfr = [lab for lab in labs if lab.test == LabTest.EGFR]
     upcr = [lab for lab in labs if lab.test == LabTest.UPCR]
@@ -786,19 +837,7 @@ def _add_labs(fig: TroughFigure, overlays: Overlays, labs: Sequence[LabResult]) 
             col=1,
             secondary_y=True,
         )
-    if not (creatinine or egfr or upcr):
-        overlays.annotation(
-            text="No kidney labs recorded",
-            showarrow=False,
-            xref="x domain",
-            yref="y domain",
-            x=0.5,
-            y=0.5,
-            font={"size": 11, "color": "#666666"},
-            row=2,
-            col=1,
-            secondary_y=False,
-        )
+    return bool(creatinine or egfr or upcr)
 
 
 # --- output -------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ work from the keyboard."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from tests.browser import pages
 from tests.browser.pages import CHART_DRAWN, open_patient
@@ -116,3 +118,55 @@ def test_no_chart_control_sends_data_off_the_site(demo, clinician, live_server, 
         " editable: el._context.editable})",
     )
     assert context == {"cloud": False, "url": "", "editable": False}
+
+
+def _without_labs(patient) -> None:
+    # Setup only: the patient as most are right after an import, with troughs and no labs.
+    from monitoring.models import LabResult
+
+    LabResult.objects.filter(patient=patient).delete()
+
+
+def _axis_ticks(page, axis: str) -> list[str]:
+    return page.eval_on_selector_all(
+        f"[data-chart-drawn] .xaxislayer-above .{axis}tick text",
+        "els => els.filter(e => e.getBoundingClientRect().width > 0).map(e => e.textContent)",
+    )
+
+
+def _plot_area(page, subplot: str) -> dict:
+    return page.locator(f"[data-chart-drawn] .nsewdrag[data-subplot='{subplot}']").bounding_box()
+
+
+def _inside(box: dict, area: dict) -> bool:
+    return (
+        box["x"] < area["x"] + area["width"]
+        and box["x"] + box["width"] > area["x"]
+        and box["y"] < area["y"] + area["height"]
+        and box["y"] + box["height"] > area["y"]
+    )
+
+
+def test_a_patient_without_kidney_labs_gets_a_readable_time_axis(demo, clinician):
+    page = clinician
+    patient = demo["DEMO-006"]
+    _without_labs(patient)
+    first = min(level.collected_at for level in patient.levels.all())
+    first = min([first, *(r.effective_at for r in patient.regimens.all())])
+    open_patient(page, patient)
+
+    start, end = page.eval_on_selector(
+        CHART_DRAWN.rsplit(" ", 1)[0], "el => el._fullLayout.xaxis.range"
+    )
+    start, end = (datetime.fromisoformat(v[:16]) for v in (start, end))
+    today = timezone.localtime().replace(tzinfo=None)
+    first = timezone.localtime(first).replace(tzinfo=None)
+    assert first - timedelta(days=8) <= start <= first, (start, first)
+    assert today <= end <= today + timedelta(days=8), (end, today)
+    # The dates are on the trough panel, the only panel drawn.
+    ticks = _axis_ticks(page, "x")
+    assert len(ticks) >= 3, ticks
+    # "No kidney labs recorded" is said, but not over the troughs.
+    note = page.locator(".js-plotly-plot .annotation", has_text="No kidney labs recorded")
+    assert not _inside(note.bounding_box(), _plot_area(page, "xy"))
+

@@ -479,11 +479,49 @@ def test_each_figure_starts_from_its_own_copy_of_the_shared_layout():
     }
 
 
-def test_lab_panel_is_present_even_without_labs():
+def test_without_labs_the_trough_panel_takes_the_height_and_carries_the_dates():
     fig = figure(assess([level("2025-01-10")]))
-    assert "yaxis3" in fig["layout"]
-    texts = [a["text"] for a in fig["layout"]["annotations"]]
-    assert "No kidney labs recorded" in texts
+    layout = fig["layout"]
+    assert layout["yaxis"]["domain"] == [0, 1]
+    assert layout["xaxis"]["showticklabels"] is True
+    assert all(layout[axis]["visible"] is False for axis in ("xaxis2", "yaxis3", "yaxis4"))
+    # Said above the plotting area, not drawn over the troughs nor on an empty axis (which
+    # threw plotly's time axis to 1965–2030).
+    [note] = [a for a in layout["annotations"] if a["text"] == "No kidney labs recorded"]
+    assert (note["xref"], note["yref"], note["yanchor"]) == ("paper", "paper", "bottom")
+    assert note["y"] >= 1
+    assert not [a for a in layout["annotations"] if "x2" in a.get("xref", "")]
+
+
+def test_with_labs_the_dates_stay_under_the_lab_panel():
+    labs = [LabResult(collected_at=at("2025-01-05"), test="upcr", value=D("0.4"), unit="g/g")]
+    layout = figure(assess([level("2025-01-10")], labs=labs))["layout"]
+    assert layout["xaxis"]["showticklabels"] is False
+    assert "visible" not in layout["xaxis2"]
+    assert "No kidney labs recorded" not in [a["text"] for a in layout["annotations"]]
+
+
+def test_time_axis_spans_the_records_with_no_stretch_of_future():
+    a = assess(
+        [level("2023-02-10"), level("2025-12-20")],
+        regimens=[regimen("2023-02-01")],
+        as_of=date(2025, 12, 31),
+    )
+    layout = figure(a)["layout"]
+    start, end = layout["xaxis2"]["range"]
+    assert layout["xaxis"]["range"] == [start, end]
+    first = datetime.fromisoformat(x(at("2023-02-01", 0)))
+    now = datetime.fromisoformat(x(a.now))
+    assert first - timedelta(days=7) <= datetime.fromisoformat(start) < first
+    assert now < datetime.fromisoformat(end) <= now + timedelta(days=7)
+    # "all" (an autorange) stays in the same span.
+    assert layout["xaxis2"]["autorangeoptions"] == {"minallowed": start, "maxallowed": end}
+
+
+def test_time_axis_of_a_single_record_is_not_empty():
+    layout = figure(assess([], regimens=[regimen("2025-12-31")]))["layout"]
+    start, end = layout["xaxis2"]["range"]
+    assert datetime.fromisoformat(end) - datetime.fromisoformat(start) >= timedelta(days=2)
 
 
 def test_overlays_land_on_the_axes_plotly_would_give_them():
@@ -494,8 +532,6 @@ def test_overlays_land_on_the_axes_plotly_would_give_them():
     )
     [dose] = [a for a in fig["layout"]["annotations"] if a.get("name") == "dose_change"][1:]
     assert (dose["xref"], dose["yref"]) == ("x", "y2")  # the dose axis of the upper panel
-    [empty] = [a for a in fig["layout"]["annotations"] if a["text"] == "No kidney labs recorded"]
-    assert (empty["xref"], empty["yref"]) == ("x2 domain", "y3 domain")
 
 
 def test_every_figure_passes_plotlys_validation():
