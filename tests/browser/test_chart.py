@@ -169,4 +169,3 @@ def test_a_patient_without_kidney_labs_gets_a_readable_time_axis(demo, clinician
     # "No kidney labs recorded" is said, but not over the troughs.
     note = page.locator(".js-plotly-plot .annotation", has_text="No kidney labs recorded")
     assert not _inside(note.bounding_box(), _plot_area(page, "xy"))
-
