@@ -169,3 +169,87 @@ def test_a_patient_without_kidney_labs_gets_a_readable_time_axis(demo, clinician
     # "No kidney labs recorded" is said, but not over the troughs.
     note = page.locator(".js-plotly-plot .annotation", has_text="No kidney labs recorded")
     assert not _inside(note.bounding_box(), _plot_area(page, "xy"))
+
+
+# Each drawn trough: its x, its range verdict (the trace's legend group), the fill plotly gave
+# its SVG marker, and the marker's box on the screen.
+DRAWN_TROUGHS = """el => Array.from(el.querySelectorAll('.scatterlayer .trace'))
+    .filter(g => g.__data__ && g.__data__[0].trace.meta === 'troughs')
+    .flatMap(g => Array.from(g.querySelectorAll('path.point')).map(p => {
+        const trace = g.__data__[0].trace;
+        const box = p.getBoundingClientRect();
+        return {x: trace.x[p.__data__.i], group: trace.legendgroup,
+                symbol: trace.marker.symbol[p.__data__.i],
+                fill: getComputedStyle(p).fill, fillOpacity: getComputedStyle(p).fillOpacity,
+                box: {x: box.x, y: box.y, width: box.width, height: box.height}};
+    }))"""
+
+
+def _six_month_range(page) -> tuple[datetime, datetime]:
+    page.locator("[data-chart-drawn] .rangeselector .button", has_text="6m").dispatch_event("click")
+    page.wait_for_timeout(300)
+    start, end = page.eval_on_selector("[data-chart-drawn]", "el => el._fullLayout.xaxis.range")
+    return tuple(datetime.fromisoformat(v[:16]) for v in (start, end))
+
+
+def test_chart_marks_read_as_on_paper_and_do_not_hide_each_other(demo, clinician):
+    page = clinician
+    patient = demo["DEMO-006"]  # its newest trough came a day after a dose change
+    # A censored result on a new assay: the assay-change line is drawn on its day.
+    collected = timezone.now() - timedelta(days=10)
+    patient.levels.create(
+        collected_at=collected,
+        last_dose_at=collected - timedelta(hours=12),
+        reported_value="<2.0",
+        reported_unit="ng/mL",
+        comparator="<",
+        value_ng_ml="2.0",
+        assay="CMIA",
+        accession="CENSORED-CMIA",
+        status="final",
+    )
+    open_patient(page, patient)
+    chart = "[data-chart-drawn]"
+
+    troughs = page.eval_on_selector(chart, DRAWN_TROUGHS)
+    newest = max(troughs, key=lambda t: t["x"])
+    assert newest["group"] == "range:in_range"
+    # Not at steady state: hollow, as the printed report draws it.
+    assert newest["fillOpacity"] == "0" or newest["fill"] in ("none", "rgba(0, 0, 0, 0)"), newest
+
+    # The caption reads the value as the table does.
+    expect(page.locator("#chart-summary")).to_contain_text("latest 5.00 ng/mL")
+
+    # The assay-change line: drawn under the troughs, and readable against white.
+    above = page.eval_on_selector_all(
+        f"{chart} .layer-above .shapelayer path", "ps => ps.map(p => p.style.stroke)"
+    )
+    strokes = page.eval_on_selector_all(
+        f"{chart} .shapelayer path", "ps => ps.map(p => p.style.stroke)"
+    )
+    assay = [s for s in strokes if s == "rgb(166, 109, 0)"]
+    assert assay, strokes
+    assert not [s for s in above if s == "rgb(166, 109, 0)"], above
+
+    # No dose annotation overlaps other text in the plot (the band's label sat under the first).
+    boxes = page.eval_on_selector_all(
+        f"{chart} .annotation",
+        "els => els.map(e => { const b = e.getBoundingClientRect();"
+        " return {text: e.textContent, x: b.x, y: b.y, width: b.width, height: b.height}; })",
+    )
+    for i, one in enumerate(boxes):
+        for other in boxes[i + 1 :]:
+            if "mg/day" in one["text"] + other["text"]:
+                assert not _inside(one, other), (one["text"], other["text"])
+    legend = page.locator(f"{chart} .legendtext").all_text_contents()
+    assert "Target 4–6 ng/mL (shaded band)" in legend, legend
+
+    # "6m": six months back from today, not from two months ahead.
+    today = timezone.localtime().replace(tzinfo=None)
+    start, end = _six_month_range(page)
+    assert today <= end <= today + timedelta(days=8), end
+    assert timedelta(days=178) <= end - start <= timedelta(days=186)
+    page.locator(f"{chart} .rangeselector .button", has_text="all").dispatch_event("click")
+    page.wait_for_timeout(300)
+    start, end = _six_month_range(page)
+    assert end <= today + timedelta(days=8), end
