@@ -1,0 +1,65 @@
+"""Moving around the site in a real browser: Back after an htmx filter, a session that
+expired while a page was open, the keyboard, and a 1024 px wide window."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.browser import pages
+from tests.browser.pages import MARKER_KEPT, SET_MARKER
+
+expect = pytest.importorskip("playwright.sync_api", reason="pip install playwright").expect
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+demo = pages.demo
+clinician = pages.clinician
+
+
+def _controls(page) -> dict[str, str]:
+    return {
+        "q": page.get_by_label("Search MRN or name").input_value(),
+        "alert": page.locator("#worklist-alert").input_value(),
+        "range": page.locator("#worklist-range").input_value(),
+    }
+
+
+def _from_url(page) -> dict[str, str]:
+    query = parse_qs(urlsplit(page.url).query)
+    return {name: query.get(name, [""])[0] for name in ("q", "alert", "range")}
+
+
+def test_back_after_a_filter_shows_controls_that_match_the_address(demo, clinician):
+    page = clinician
+    page.evaluate(SET_MARKER)
+    page.locator("#worklist-alert").select_option("trough_above_range")
+    page.wait_for_url(lambda url: "alert=trough_above_range" in url)
+    page.get_by_label("Search MRN or name").fill("DEMO")
+    page.wait_for_url(lambda url: "q=DEMO" in url)
+    page.locator("#worklist-range").select_option("above")
+    page.wait_for_url(lambda url: "range=above" in url)
+    assert page.evaluate(MARKER_KEPT)
+
+    for expected in (
+        {"q": "DEMO", "alert": "trough_above_range", "range": ""},
+        {"q": "", "alert": "trough_above_range", "range": ""},
+        {"q": "", "alert": "", "range": ""},
+    ):
+        page.go_back()
+        page.wait_for_url(lambda url, e=expected: _from_url_of(url) == e)
+        expect(page.get_by_label("Search MRN or name")).to_have_value(expected["q"])
+        assert _controls(page) == expected == _from_url(page)
+
+    page.go_forward()
+    expect(page.locator("#worklist-alert")).to_have_value("trough_above_range")
+    assert _controls(page) == _from_url(page)
+
+
+def _from_url_of(url: str) -> dict[str, str]:
+    query = parse_qs(urlsplit(url).query)
+    return {name: query.get(name, [""])[0] for name in ("q", "alert", "range")}
