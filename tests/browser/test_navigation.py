@@ -6,9 +6,12 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.contrib.sessions.models import Session
 
+from monitoring.middleware import SESSION_ENDED_MESSAGE
 from tests.browser import pages
 from tests.browser.pages import MARKER_KEPT, SET_MARKER
+from tests.conftest import TEST_PASSWORD
 
 expect = pytest.importorskip("playwright.sync_api", reason="pip install playwright").expect
 
@@ -63,3 +66,39 @@ def test_back_after_a_filter_shows_controls_that_match_the_address(demo, clinici
 def _from_url_of(url: str) -> dict[str, str]:
     query = parse_qs(urlsplit(url).query)
     return {name: query.get(name, [""])[0] for name in ("q", "alert", "range")}
+
+
+def test_a_trough_sent_after_the_session_ended_is_not_lost_silently(demo, clinician):
+    page = clinician
+    patient = demo["DEMO-001"]
+    pages.open_patient(page, patient, "?unit=nmol")
+    before = patient.levels.count()
+    Session.objects.all().delete()  # the session ends (idle timeout) while the page is open
+
+    page.get_by_text("Add a trough").click()
+    page.get_by_label("Value as reported").fill("7.3")
+    page.get_by_label("Unit as reported").fill("ng/mL")
+    page.get_by_role("button", name="Add trough").click()
+
+    # The whole page goes to the login form: not the form swapped into the patient area.
+    page.wait_for_url(lambda url: urlsplit(url).path == "/accounts/login/")
+    expect(page.get_by_role("heading", name="Log in", level=1)).to_be_visible()
+    expect(page.get_by_text(SESSION_ENDED_MESSAGE)).to_be_visible()
+    assert not page.get_by_text("Signed in as").count()
+    assert patient.levels.count() == before
+
+    page.get_by_label("Username").fill(page.user.username)
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(lambda url: urlsplit(url).path == f"/patients/{patient.pk}/")
+    assert "unit=nmol" in page.url  # back where the user was
+    page.wait_for_selector(pages.CHART_DRAWN)
+
+
+def test_a_filter_after_the_session_ended_goes_to_the_login_page(demo, clinician):
+    page = clinician
+    Session.objects.all().delete()
+    page.locator("#worklist-alert").select_option("trough_above_range")
+    page.wait_for_url(lambda url: urlsplit(url).path == "/accounts/login/")
+    assert page.locator("table.worklist").count() == 0
+    assert not page.get_by_text("Signed in as").count()
