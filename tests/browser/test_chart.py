@@ -75,6 +75,9 @@ def _click_every_chart_control(page, chart: str) -> list[str]:
         if confirm.count():
             confirm.first.click()
         page.wait_for_timeout(200)
+    for control in page.locator(".chart-range button").all():
+        control.click()
+        page.wait_for_timeout(50)
     for selector in (".rangeselector .button", ".legend .traces"):
         for control in plot.locator(selector).all():
             control.dispatch_event("click")
@@ -186,7 +189,7 @@ DRAWN_TROUGHS = """el => Array.from(el.querySelectorAll('.scatterlayer .trace'))
 
 
 def _six_month_range(page) -> tuple[datetime, datetime]:
-    page.locator("[data-chart-drawn] .rangeselector .button", has_text="6m").dispatch_event("click")
+    page.locator(".chart-range button", has_text="6m").click()
     page.wait_for_timeout(300)
     start, end = page.eval_on_selector("[data-chart-drawn]", "el => el._fullLayout.xaxis.range")
     return tuple(datetime.fromisoformat(v[:16]) for v in (start, end))
@@ -249,7 +252,33 @@ def test_chart_marks_read_as_on_paper_and_do_not_hide_each_other(demo, clinician
     start, end = _six_month_range(page)
     assert today <= end <= today + timedelta(days=8), end
     assert timedelta(days=178) <= end - start <= timedelta(days=186)
-    page.locator(f"{chart} .rangeselector .button", has_text="all").dispatch_event("click")
+    page.locator(".chart-range button", has_text="all").click()
     page.wait_for_timeout(300)
     start, end = _six_month_range(page)
     assert end <= today + timedelta(days=8), end
+
+
+def test_the_range_buttons_are_real_buttons_reachable_by_keyboard(demo, clinician):
+    page = clinician
+    open_patient(page, demo["DEMO-006"])
+    # plotly's own (SVG, unreachable) buttons are not shown.
+    assert page.locator("[data-chart-drawn] .rangeselector .button").count() == 0
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.textContent") == "6m":
+            break
+    focused = page.evaluate(
+        "() => { const e = document.activeElement; const s = getComputedStyle(e);"
+        " return {tag: e.tagName, outline: s.outlineStyle, width: parseFloat(s.outlineWidth),"
+        " group: e.parentElement.getAttribute('aria-label')}; }"
+    )
+    assert focused["tag"] == "BUTTON", focused
+    assert focused["outline"] != "none" and focused["width"] >= 2, focused  # a visible ring
+    assert focused["group"] == "Time range of the chart"
+    page.keyboard.press("Enter")
+    expect(page.locator(".chart-range button", has_text="6m")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    start, end = page.eval_on_selector("[data-chart-drawn]", "el => el._fullLayout.xaxis.range")
+    days = (datetime.fromisoformat(end[:16]) - datetime.fromisoformat(start[:16])).days
+    assert 178 <= days <= 186

@@ -3,10 +3,12 @@ expired while a page was open, the keyboard, and a 1024 px wide window."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.sessions.models import Session
+from django.utils import timezone
 
 from monitoring.middleware import SESSION_ENDED_MESSAGE
 from tests.browser import pages
@@ -102,3 +104,52 @@ def test_a_filter_after_the_session_ended_goes_to_the_login_page(demo, clinician
     page.wait_for_url(lambda url: urlsplit(url).path == "/accounts/login/")
     assert page.locator("table.worklist").count() == 0
     assert not page.get_by_text("Signed in as").count()
+
+
+def _active(page) -> dict:
+    return page.evaluate(
+        "() => { const e = document.activeElement;"
+        " return {tag: e.tagName, text: e.textContent.trim(), name: e.name || '',"
+        " inRowForm: !!e.closest('form.row-form'), row: (e.closest('tr') || {}).id || ''}; }"
+    )
+
+
+def test_focus_follows_the_new_content_and_escape_closes_a_row_form(demo, clinician):
+    page = clinician
+    patient = demo["DEMO-001"]
+    pages.open_patient(page, patient)
+    collected = timezone.localtime() - timedelta(hours=2)
+    page.get_by_text("Add a trough").click()
+    page.get_by_label("Collected at").fill(collected.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Value as reported").fill("7.3")
+    page.get_by_label("Unit as reported").fill("ng/mL")
+    page.get_by_label("Accession").fill("FOCUS-1")
+    page.get_by_role("button", name="Add trough").press("Enter")
+    page.get_by_text("Trough added: 7.3 ng/mL").wait_for()
+    page.wait_for_function(
+        "() => document.activeElement.matches('.message')"
+        " && document.activeElement.textContent.includes('Trough added')"
+    )
+
+    # A sent form with an error: the focus goes to the field to correct.
+    page.get_by_text("Add a trough").click()
+    page.get_by_label("Value as reported").fill("not a number")
+    page.get_by_role("button", name="Add trough").press("Enter")
+    page.locator("#add-trough .field--error").first.wait_for()
+    page.wait_for_function("() => !!document.activeElement.closest('.field--error')")
+
+    # A row's action link opens its form: the focus is in the form's first field.
+    link = page.locator("#levels a", has_text="Mark in error").first
+    row = link.evaluate("a => a.closest('tr').id")
+    link.focus()
+    page.keyboard.press("Enter")
+    page.locator("#levels form.row-form").wait_for()
+    page.wait_for_function("() => !!document.activeElement.closest('form.row-form')")
+    active = _active(page)
+    assert active["tag"] in ("INPUT", "SELECT", "TEXTAREA") and active["row"] == row, active
+
+    # Escape closes it and the focus goes back to the row.
+    page.keyboard.press("Escape")
+    expect(page.locator("#levels form.row-form")).to_have_count(0)
+    page.wait_for_function(f"() => (document.activeElement.closest('tr') || {{}}).id === '{row}'")
+    assert _active(page)["tag"] == "A"
