@@ -3,7 +3,7 @@ expired while a page was open, the keyboard, and a 1024 px wide window."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -11,6 +11,7 @@ from django.contrib.sessions.models import Session
 from django.utils import timezone
 
 from monitoring.middleware import SESSION_ENDED_MESSAGE
+from monitoring.models import Patient
 from tests.browser import pages
 from tests.browser.pages import MARKER_KEPT, SET_MARKER
 from tests.conftest import TEST_PASSWORD
@@ -153,3 +154,52 @@ def test_focus_follows_the_new_content_and_escape_closes_a_row_form(demo, clinic
     expect(page.locator("#levels form.row-form")).to_have_count(0)
     page.wait_for_function(f"() => (document.activeElement.closest('tr') || {{}}).id === '{row}'")
     assert _active(page)["tag"] == "A"
+
+
+def _overflow(page, selector: str) -> int:
+    """How many pixels of the table do not fit its box (0: every column in view)."""
+    return page.eval_on_selector(selector, "w => w.scrollWidth - w.clientWidth")
+
+
+def test_at_1024_px_the_tables_and_an_open_row_form_fit(demo, clinician):
+    page = clinician
+    page.set_viewport_size({"width": 1024, "height": 768})
+    pages.open_patient(page, demo["DEMO-005"])  # a mistimed trough: the longest timing text
+    page.locator("#levels a", has_text="Mark in error").first.click()
+    form = page.locator("#levels form.row-form")
+    form.wait_for()
+    levels = "#levels .table-wrap"
+    drugs = "#drugs .table-wrap"
+    assert _overflow(page, levels) <= 0
+    assert _overflow(page, drugs) <= 0
+    assert _overflow(page, "#regimens .table-wrap") <= 0
+    # The whole form, its button included, inside the table's box and the window.
+    wrap = page.locator(levels).bounding_box()
+    box = form.bounding_box()
+    assert wrap["x"] <= box["x"] and box["x"] + box["width"] <= wrap["x"] + wrap["width"]
+    assert box["x"] + box["width"] <= 1024
+    header = page.locator("table.levels-table thead th").last.bounding_box()
+    assert header["x"] + header["width"] <= wrap["x"] + wrap["width"]
+
+
+def test_next_page_scrolls_to_the_top_of_the_table(demo, clinician):
+    page = clinician
+    Patient.objects.bulk_create(
+        Patient(
+            mrn=f"PAGE-{i:03d}",
+            family_name="Pager",
+            given_name=f"P{i}",
+            birth_date=date(1990, 1, 1),
+            sex="F",
+        )
+        for i in range(60)
+    )
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.goto("/")
+    page.get_by_role("link", name="Next page →").scroll_into_view_if_needed()
+    page.get_by_role("link", name="Next page →").click()
+    page.wait_for_url(lambda url: "page=2" in url)
+    expect(page.locator("#worklist-count")).to_contain_text("page 2 of 2")
+    page.wait_for_timeout(300)
+    top = page.locator("#worklist-table").bounding_box()["y"]
+    assert -2 <= top <= 100, top  # the table's top, not the bottom of the list
