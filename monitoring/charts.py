@@ -5,10 +5,11 @@ here: every verdict shown comes from ``assessment``/``rules``). The page passes
 ``figure_json(fig)`` through ``json_script`` and ``static/js/trough-chart.js`` draws it with
 the local plotly.js, so no inline script is needed (CSP) and nothing comes from a CDN.
 
-The trough figure must read in black and white (printed letters, colour-blind readers):
-the range verdict is carried by colour AND by the marker fill (in range solid, below open,
-above open with a dot, indeterminate solid with a white dot), the timing verdict by the
-marker shape, censored results by a triangle.
+The trough figures must read in black and white (printed letters, colour-blind readers),
+and the screen's and the paper's the same way: the range verdict is the marker's shape
+(circle in range, triangle down below, triangle up above, diamond indeterminate), a hollow
+marker is a trough not at a valid timing or not at steady state, and a censored result
+carries its "<x"/">x" as text. On screen the range has a colour as well.
 """
 
 from __future__ import annotations
@@ -47,14 +48,25 @@ UNITS = (rules.CANONICAL_UNIT, rules.NMOL_UNIT)
 # Creatinine 113.12 g/mol: 1 g/g creatinine = 113.12 mg/mmol (unit conversion, not a threshold).
 UPCR_MG_MMOL_PER_G_G = Decimal("113.12")
 
-# Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
-RANGE_STYLE = {
-    # code: (legend name, colour, symbol modifier, marker line colour, line width)
-    rules.IN_RANGE: ("In range", "#009E73", "", "#004d38", 1),
-    rules.BELOW: ("Below range", "#0072B2", "-open", "#0072B2", 2),
-    rules.ABOVE: ("Above range", "#D55E00", "-open-dot", "#D55E00", 2),
-    rules.INDETERMINATE: ("Indeterminate (censored)", "#6E6E6E", "-dot", "#ffffff", 1.5),
+# One marker encoding on screen and on paper, so that a trough reads the same in both:
+# the range verdict is the marker's shape, and a hollow marker is a trough that cannot be
+# read as a true steady-state trough (timing not valid, or drawn before steady state). On
+# screen the range has an Okabe-Ito colour as well (distinguishable with the common
+# colour-vision deficiencies); the timing's detail is in the hover text and the table.
+RANGE_SHAPE = {
+    # code: (symbol, legend name)
+    rules.IN_RANGE: ("circle", "In range (circle)"),
+    rules.BELOW: ("triangle-down", "Below range (triangle down)"),
+    rules.ABOVE: ("triangle-up", "Above range (triangle up)"),
+    rules.INDETERMINATE: ("diamond", "Indeterminate, censored (diamond)"),
 }
+RANGE_COLOUR = {
+    rules.IN_RANGE: "#009E73",
+    rules.BELOW: "#0072B2",
+    rules.ABOVE: "#D55E00",
+    rules.INDETERMINATE: "#6E6E6E",
+}
+HOLLOW_LEGEND = "Hollow: timing not valid or not at steady state"
 RANGE_ORDER = (rules.IN_RANGE, rules.BELOW, rules.ABOVE, rules.INDETERMINATE)
 RANGE_WORDS = {
     rules.IN_RANGE: "in range",
@@ -63,29 +75,13 @@ RANGE_WORDS = {
     rules.INDETERMINATE: "indeterminate",
 }
 
-TIMING_SYMBOL = {
-    rules.VALID: "circle",
-    rules.BORDERLINE: "diamond",
-    rules.MISTIMED: "x",
-    rules.UNKNOWN: "square",
-}
-CENSORED_SYMBOL = {"<": "triangle-down", ">": "triangle-up"}
-TIMING_LEGEND = {
-    rules.VALID: "Timing valid (circle)",
-    rules.BORDERLINE: "Timing borderline (diamond)",
-    rules.MISTIMED: "Mistimed (x)",
-    rules.UNKNOWN: "Timing unknown (square)",
-}
-CENSORED_LEGEND = {
-    "<": "Censored < limit (triangle down)",
-    ">": "Censored > limit (triangle up)",
-}
-
 BAND_COLOUR = "rgba(0, 158, 115, 0.13)"
+BAND_KEY_COLOUR = "rgba(0, 158, 115, 0.3)"  # the legend's small square needs more colour
 DOSE_COLOUR = "#444444"
 DRUG_COLOUR = "#CC79A7"
-ASSAY_COLOUR = "#E69F00"
+ASSAY_COLOUR = "#A66D00"  # Okabe-Ito orange darkened to 4.4:1 on white (a thin line)
 PRELIMINARY_OPACITY = 0.45
+NO_LABS_HEIGHT = 480  # px: the trough panel alone, at about the height it has above the labs
 
 RANGE_BUTTONS = (
     {"count": 6, "label": "6m", "step": "month", "stepmode": "backward"},
@@ -279,9 +275,24 @@ def hover_fields(a: LevelAssessment) -> list[str]:
     ]
 
 
+def _solid(a: LevelAssessment) -> bool:
+    """A trough read as a true steady-state trough: drawn solid, on screen and on paper."""
+    return a.timing.code == rules.VALID and a.steady_state
+
+
 def _symbol(a: LevelAssessment) -> str:
-    base = CENSORED_SYMBOL.get(a.level.comparator) or TIMING_SYMBOL[a.timing.code]
-    return base + RANGE_STYLE[a.range][2]
+    shape = RANGE_SHAPE[a.range][0]
+    return shape if _solid(a) else f"{shape}-open"
+
+
+def _marker_label(a: LevelAssessment, unit: str, preliminary: bool) -> str:
+    """Text beside a marker: a censored result's "<x"/">x", and "prelim." when preliminary."""
+    parts = []
+    if a.level.comparator:
+        parts.append(_plain(f"{a.level.comparator}{_round_display(a.level.value_ng_ml, unit)}"))
+    if preliminary:
+        parts.append("prelim.")
+    return " ".join(parts)
 
 
 def _axis_bounds(
@@ -296,6 +307,18 @@ def _axis_bounds(
     end = assessment.now
     start = min(moments) if moments else end
     return start, end
+
+
+# Margins around the records' span on the time axis: enough for a marker drawn at either end,
+# never a visible stretch of future (the "6m" button counts back from the axis' end).
+AXIS_PAD_SHARE = 0.02
+AXIS_PAD_MIN = timedelta(days=1)
+AXIS_PAD_MAX = timedelta(days=7)
+
+
+def _time_range(start: datetime, end: datetime) -> tuple[str, str]:
+    pad = min(max((end - start) * AXIS_PAD_SHARE, AXIS_PAD_MIN), AXIS_PAD_MAX)
+    return _x(start - pad), _x(end + pad)
 
 
 # --- the figure -----------------------------------------------------------------------------
@@ -356,7 +379,19 @@ class Overlays:
         """A vertical line at ``x`` across the trough panel (``"y domain"``) or both
         (``"paper"``)."""
         line = {"color": color, "width": width, "dash": dash}
-        self.shape(type="line", xref="x", yref=yref, x0=x, x1=x, y0=0, y1=1, line=line, name=name)
+        # Below the traces: a trough drawn on the day of a change stays visible on the line.
+        self.shape(
+            type="line",
+            xref="x",
+            yref=yref,
+            x0=x,
+            x1=x,
+            y0=0,
+            y1=1,
+            line=line,
+            name=name,
+            layer="below",
+        )
 
     def apply(self, fig: go.Figure) -> None:
         fig.update_layout(
@@ -391,6 +426,40 @@ class TroughFigure:
         self.layout["annotations"] = overlays.annotations
         self.layout["shapes"] = overlays.shapes
 
+    def set_time_range(self, start: str, end: str) -> None:
+        """The shared time axis from the records' span. Left to itself plotly.js ranges the
+        axis over anything placed on it, and an empty lab panel threw it to 1965–2030;
+        ``autorangeoptions`` keeps the "all" button (an autorange) inside the same span."""
+        for axis in ("xaxis", "xaxis2"):
+            self.layout[axis]["range"] = [start, end]
+            self.layout[axis]["autorangeoptions"] = {"minallowed": start, "maxallowed": end}
+
+    def without_lab_panel(self, note: str) -> None:
+        """One panel when there is nothing for the lower one to show: the trough panel takes
+        the height and carries the dates itself, and ``note`` sits above it, right-aligned
+        (the range buttons are on the left), outside the plotting area."""
+        layout = self.layout
+        layout["height"] = NO_LABS_HEIGHT
+        layout["yaxis"]["domain"] = [0, 1]
+        layout["xaxis"]["showticklabels"] = True
+        for axis in ("xaxis2", "yaxis3", "yaxis4"):
+            layout[axis]["visible"] = False
+        layout["legend"] = {**layout["legend"], "y": -0.1}
+        layout["annotations"].append(
+            {
+                "text": note,
+                "name": "no_labs",
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 1,
+                "y": 1.02,
+                "xanchor": "right",
+                "yanchor": "bottom",
+                "font": {"size": 11, "color": "#595959"},
+            }
+        )
+
     def to_plotly_json(self) -> dict:
         return {"data": self.data, "layout": self.layout}
 
@@ -420,14 +489,17 @@ def trough_figure(assessment: PatientAssessment, *, unit: str = "ng/mL") -> Trou
 
     fig = TroughFigure(unit)
     overlays = Overlays()
-    _add_bands(overlays, assessment, axis_start, axis_end, unit)
+    _add_bands(fig, overlays, assessment, axis_start, axis_end, unit)
     _add_troughs(fig, levels, unit)
     _add_legend_keys(fig, levels)
     _add_dose(fig, overlays, regimens, axis_end)
     _add_drug_events(overlays, assessment)
     _add_assay_changes(overlays, levels)
-    _add_labs(fig, overlays, labs)
+    shown_labs = _add_labs(fig, labs)
     fig.apply(overlays)
+    fig.set_time_range(*_time_range(axis_start, axis_end))
+    if not shown_labs:
+        fig.without_lab_panel("No kidney labs recorded")
     return fig
 
 
@@ -496,12 +568,14 @@ def _base_layout(unit: str) -> str:
 
 
 def _add_bands(
+    fig: TroughFigure,
     overlays: Overlays,
     assessment: PatientAssessment,
     start: datetime,
     end: datetime,
     unit: str,
 ) -> None:
+    labels: dict[tuple[str, float, float], str] = {}
     for period_start, period_end, target in target_periods(assessment, start, end):
         # Exact converted bounds (4–6 ng/mL is 4.9752–7.4628 nmol/L); never rounded text.
         low = float(_in_unit(target.low, unit))
@@ -519,20 +593,34 @@ def _add_bands(
             layer="below",
             name=f"target {target.name}",
         )
-        overlays.annotation(
-            xref="x",
-            yref="y",
-            x=_x(period_start),
-            y=low,  # inside the band at its foot: dose labels sit above the curve
-            xanchor="left",
-            yanchor="bottom",
-            showarrow=False,
-            font={"size": 10, "color": "#2f6f5a"},
-            name="target_band",
-            text=(
-                f"target {_dose(_round_display(target.low, unit))}–"
-                f"{_dose(_round_display(target.high, unit))} {unit}"
+        labels.setdefault(
+            (target.name, low, high),
+            f"{_dose(_round_display(target.low, unit))}–{_dose(_round_display(target.high, unit))}"
+            f" {unit}",
+        )
+    # The band's label is a legend entry, not text in the plot: in the plot it sat where the
+    # dose annotations of the first regimen land.
+    named = len(labels) > 1
+    for (name, _, _), band in labels.items():
+        fig.add_trace(
+            _scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=f"Target {_plain(name) + ' ' if named else ''}{band} (shaded band)",
+                legendgroup="target_band",
+                marker={
+                    "symbol": "square",
+                    "size": 12,
+                    "color": BAND_KEY_COLOUR,
+                    "line": {"color": "#2f6f5a", "width": 1},
+                },
+                hoverinfo="skip",
+                meta="target_band",
             ),
+            row=1,
+            col=1,
+            secondary_y=False,
         )
 
 
@@ -545,22 +633,25 @@ def _add_troughs(fig: TroughFigure, levels: Sequence[LevelAssessment], unit: str
         group = [a for a in levels if a.range == code]
         if not group:
             continue
-        name, colour, _, line_colour, line_width = RANGE_STYLE[code]
+        shape, name = RANGE_SHAPE[code]
+        colour = RANGE_COLOUR[code]
         preliminary = [a.level.status == LevelStatus.PRELIMINARY for a in group]
         marker: dict[str, Any] = {
             "symbol": [_symbol(a) for a in group],
             "color": colour,
             "size": 10,
-            "line": {"color": line_colour, "width": line_width},
+            "line": {"color": colour, "width": 2},
         }
         trace: dict[str, Any] = {"mode": "markers"}
+        labels = [_marker_label(a, unit, p) for a, p in zip(group, preliminary, strict=True)]
         if any(preliminary):
             marker["opacity"] = [PRELIMINARY_OPACITY if p else 1 for p in preliminary]
+        if any(labels):
             trace = {
                 "mode": "markers+text",
-                "text": ["prelim." if p else "" for p in preliminary],
-                "textposition": "top center",
-                "textfont": {"size": 9, "color": "#555555"},
+                "text": labels,
+                "textposition": "middle right",
+                "textfont": {"size": 9, "color": "#444444"},
             }
         fig.add_trace(
             _scatter(
@@ -568,7 +659,7 @@ def _add_troughs(fig: TroughFigure, levels: Sequence[LevelAssessment], unit: str
                 y=[_num(_in_unit(a.level.value_ng_ml, unit)) for a in group],
                 name=name,
                 legendgroup=f"range:{code}",
-                showlegend=False,  # the key below shows the fill on a neutral circle
+                showlegend=False,  # the key below shows the shape solid, whatever the fill
                 meta="troughs",
                 marker=marker,
                 customdata=[hover_fields(a) for a in group],
@@ -582,45 +673,25 @@ def _add_troughs(fig: TroughFigure, levels: Sequence[LevelAssessment], unit: str
 
 
 def _add_legend_keys(fig: TroughFigure, levels: Sequence[LevelAssessment]) -> None:
-    """Legend-only entries: range as colour and fill on a circle (clicking one toggles its
-    troughs), then the shapes for timing and censoring."""
+    """Legend-only entries: each range's shape and colour (clicking one toggles its troughs),
+    then what a hollow marker means."""
     ranges = {a.range for a in levels}
-    for code in RANGE_ORDER:
-        if code not in ranges:
-            continue
-        name, colour, modifier, line_colour, line_width = RANGE_STYLE[code]
+    keys = [
+        (RANGE_SHAPE[c][1], RANGE_SHAPE[c][0], RANGE_COLOUR[c], f"range:{c}")
+        for c in RANGE_ORDER
+        if c in ranges
+    ]
+    if any(not _solid(a) for a in levels):
+        keys.append((HOLLOW_LEGEND, "circle-open", "#333333", "hollow"))
+    for name, symbol, colour, group in keys:
         fig.add_trace(
             _scatter(
                 x=[None],
                 y=[None],
                 mode="markers",
                 name=name,
-                legendgroup=f"range:{code}",
-                marker={
-                    "symbol": "circle" + modifier,
-                    "color": colour,
-                    "size": 10,
-                    "line": {"color": line_colour, "width": line_width},
-                },
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=1,
-            secondary_y=False,
-        )
-    timings = {a.timing.code for a in levels if not a.level.comparator}
-    comparators = {a.level.comparator for a in levels if a.level.comparator}
-    keys = [(TIMING_LEGEND[c], TIMING_SYMBOL[c]) for c in TIMING_SYMBOL if c in timings]
-    keys += [(CENSORED_LEGEND[c], CENSORED_SYMBOL[c]) for c in CENSORED_SYMBOL if c in comparators]
-    for name, symbol in keys:
-        fig.add_trace(
-            _scatter(
-                x=[None],
-                y=[None],
-                mode="markers",
-                name=name,
-                legendgroup="shape",
-                marker={"symbol": symbol + "-open", "color": "#333333", "size": 9},
+                legendgroup=group,
+                marker={"symbol": symbol, "color": colour, "size": 10},
                 hoverinfo="skip",
             ),
             row=1,
@@ -732,7 +803,8 @@ def _upcr_g_g(lab: LabResult) -> Decimal:
     return lab.value  # g/g and mg/mg are the same ratio
 
 
-def _add_labs(fig: TroughFigure, overlays: Overlays, labs: Sequence[LabResult]) -> None:
+def _add_labs(fig: TroughFigure, labs: Sequence[LabResult]) -> bool:
+    """Kidney labs in the lower panel; False when there is none to draw."""
     creatinine = [lab for lab in labs if lab.test == LabTest.CREATININE]
     egfr = [lab for lab in labs if lab.test == LabTest.EGFR]
     upcr = [lab for lab in labs if lab.test == LabTest.UPCR]
@@ -786,19 +858,7 @@ def _add_labs(fig: TroughFigure, overlays: Overlays, labs: Sequence[LabResult]) 
             col=1,
             secondary_y=True,
         )
-    if not (creatinine or egfr or upcr):
-        overlays.annotation(
-            text="No kidney labs recorded",
-            showarrow=False,
-            xref="x domain",
-            yref="y domain",
-            x=0.5,
-            y=0.5,
-            font={"size": 11, "color": "#666666"},
-            row=2,
-            col=1,
-            secondary_y=False,
-        )
+    return bool(creatinine or egfr or upcr)
 
 
 # --- output -------------------------------------------------------------------------------
@@ -819,8 +879,8 @@ def chart_summary(assessment: PatientAssessment, *, unit: str = "ng/mL") -> str:
     last_day = timezone.localdate(levels[-1].level.collected_at)
     latest = levels[-1]
     value = _round_display(latest.level.value_ng_ml, unit)
-    # ng/mL as reported (5.1, not 5.10); a converted value always with 2 decimals.
-    shown = f"{value.normalize():f}" if unit == rules.CANONICAL_UNIT else f"{value:f}"
+    # With the table's two decimals ("5.00", not "5"): the caption and the table must read alike.
+    shown = f"{value:f}"
     state = RANGE_WORDS[latest.range]
     if latest.level.status == LevelStatus.PRELIMINARY:
         state += ", preliminary"
@@ -838,22 +898,10 @@ def chart_summary(assessment: PatientAssessment, *, unit: str = "ng/mL") -> str:
 
 REPORT_WIDTH = 680  # px: fits A4 portrait between 14 mm margins (182 mm ≈ 688 px)
 REPORT_HEIGHT = 300
-# On paper the range verdict is the marker's shape; a hollow marker is a trough that cannot
-# be read as a true steady-state trough (timing not valid, or drawn before steady state).
-REPORT_SHAPE = {
-    rules.IN_RANGE: ("circle", "In range (circle)"),
-    rules.BELOW: ("triangle-down", "Below range (triangle down)"),
-    rules.ABOVE: ("triangle-up", "Above range (triangle up)"),
-    rules.INDETERMINATE: ("diamond", "Indeterminate, censored (diamond)"),
-}
 REPORT_INK = "#000000"
 REPORT_GREY = "#6b6b6b"
 REPORT_BAND_FILL = "#e3e3e3"
 REPORT_BAND_HATCH = "#9a9a9a"
-
-
-def _report_solid(a: LevelAssessment) -> bool:
-    return a.timing.code == rules.VALID and a.steady_state
 
 
 def report_figure(
@@ -940,7 +988,7 @@ def report_figure(
         group = [a for a in levels if a.range == code]
         if not group:
             continue
-        shape, name = REPORT_SHAPE[code]
+        shape, name = RANGE_SHAPE[code]
         values = [float(_in_unit(a.level.value_ng_ml, unit)) for a in group]
         top = max(top, *values)
         fig.add_trace(
@@ -948,18 +996,13 @@ def report_figure(
                 x=[_x(a.level.collected_at) for a in group],
                 y=[_num(_in_unit(a.level.value_ng_ml, unit)) for a in group],
                 mode="markers+text",
-                text=[
-                    _plain(f"{a.level.comparator}{_round_display(a.level.value_ng_ml, unit)}")
-                    if a.level.comparator
-                    else ""
-                    for a in group
-                ],
+                text=[_marker_label(a, unit, preliminary=False) for a in group],
                 textposition="middle right",
                 textfont={"size": 8, "color": REPORT_INK},
                 name=name,
                 meta="troughs",
                 marker={
-                    "symbol": [shape if _report_solid(a) else f"{shape}-open" for a in group],
+                    "symbol": [_symbol(a) for a in group],
                     "size": 8,
                     "color": [
                         REPORT_GREY if a.level.status == LevelStatus.PRELIMINARY else REPORT_INK
@@ -970,13 +1013,13 @@ def report_figure(
                 hoverinfo="skip",
             )
         )
-    if any(not _report_solid(a) for a in levels):
+    if any(not _solid(a) for a in levels):
         fig.add_trace(
             _go_scatter(
                 x=[None],
                 y=[None],
                 mode="markers",
-                name="Hollow: timing not valid or not at steady state",
+                name=HOLLOW_LEGEND,
                 marker={"symbol": "circle-open", "size": 8, "color": REPORT_INK},
                 hoverinfo="skip",
             )

@@ -15,15 +15,21 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.signals import user_logged_in
+from django.contrib.auth.views import redirect_to_login
 from django.core.signals import got_request_exception
 from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
 from django.template.loader import render_to_string
 from django.utils.cache import patch_cache_control
+from django.utils.http import url_has_allowed_host_and_scheme
+from django_htmx.http import HttpResponseClientRedirect
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +168,61 @@ class SessionIdleMiddleware:
             if now - session.get(self.key, 0) >= self.interval:
                 session[self.key] = now  # modified: SessionMiddleware saves, expiry moves
         return self.get_response(request)
+
+
+SESSION_ENDED_MESSAGE = (
+    "Your session had ended, so what you sent was not saved. Log in, then enter it again."
+)
+
+
+def _same_site_path(request: HttpRequest, url: str) -> str:
+    """``url``'s path and query when it points at this site, else ""."""
+    if not url or not url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return ""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class SessionEndedMiddleware:
+    """What the login redirect of ``LoginRequiredMiddleware`` becomes when the session has
+    ended while a page was open.
+
+    - An htmx request would follow the redirect inside the page and swap the login form into
+      the table (under a header still saying "Signed in as"): it gets ``HX-Redirect``, a full
+      page load of the login page instead.
+    - After signing in the user returns to the page they were on (``HX-Current-URL``, or the
+      ``Referer`` of a plain form post), not to the fragment or form URL that was refused.
+    - A refused POST carried something the user typed: the login page says it was not saved.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code != 302 or getattr(request, "user", None) is None:
+            return response
+        if request.user.is_authenticated:
+            return response
+        login_path = resolve_url(settings.LOGIN_URL)
+        if urlsplit(response.get("Location", "")).path != login_path:
+            return response
+        htmx = bool(getattr(request, "htmx", False))
+        was_on = ""
+        if htmx:
+            was_on = _same_site_path(request, request.headers.get("HX-Current-URL", ""))
+        elif request.method == "POST":
+            was_on = _same_site_path(request, request.headers.get("Referer", ""))
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            messages.warning(request, SESSION_ENDED_MESSAGE)
+        if not was_on and not htmx:
+            return response
+        login = redirect_to_login(was_on or request.get_full_path(), login_path)
+        if htmx:
+            return HttpResponseClientRedirect(login["Location"])
+        return login
 
 
 class PrivateResponseMiddleware:

@@ -116,6 +116,21 @@ class Header:
 
 
 @dataclass
+class ResultValues:
+    """One monitored observation as the message gives it, shown in the import preview so
+    that a user checks values and not only counts before confirming."""
+
+    label: str  # "OBX 1 (77348-1)"
+    test: str  # "tacrolimus" or the lab test code
+    mrn: str
+    collected_at: str
+    value: str
+    unit: str
+    assay: str
+    status: str
+
+
+@dataclass
 class MessageResult:
     index: int  # 1-based position of the message in the file
     control_id: str = ""  # MSH-10, echoed in MSA-2
@@ -126,6 +141,7 @@ class MessageResult:
     counts: Counter = field(default_factory=lambda: Counter(dict.fromkeys(COUNT_KEYS, 0)))
     notes: list[str] = field(default_factory=list)  # why an observation was ignored
     header: Header = field(default_factory=Header)
+    values: list[ResultValues] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -432,6 +448,9 @@ def _observations(
                 "status": status,
             }
             observations.append(_Observation("levels", label, row, fields))
+            result.values.append(
+                ResultValues(label, "tacrolimus", mrn, collected, value, unit, row["assay"], status)
+            )
             continue
         if status == LevelStatus.PRELIMINARY:
             result.counts["ignored"] += 1
@@ -450,6 +469,9 @@ def _observations(
             "accession": accession,
         }
         observations.append(_Observation("labs", label, row, fields))
+        result.values.append(
+            ResultValues(label, test, mrn, collected, value, row["unit"], "", status)
+        )
     if not known:
         # Nothing we know how to store: a lab sending tacrolimus under its local code must
         # hear it, not get AA for a message that stored nothing.

@@ -43,15 +43,18 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_POST
 
+from .. import rules, validation
 from ..csv_safe import SafeCsvWriter
 from ..history_reason import change_reason
 from ..importers import ImportReport, run_csv_import
 from ..importers.csv_reader import detect_delimiter
 from ..importers.hl7 import ACCEPTED, ERROR, REJECTED, MessageResult, import_hl7_messages
 from ..importers.kinds import CREATED, IMPORTERS, UNCHANGED, UPDATED
+from ..models import Assay, LabTest, LevelStatus
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +208,21 @@ class PreviewRow:
 
 
 @dataclass
+class ResultRow:
+    """One observation of a message as the preview lists it."""
+
+    message: int
+    label: str
+    test: str
+    mrn: str
+    collected: str
+    value: str
+    unit: str
+    assay: str
+    status: str
+
+
+@dataclass
 class MessageRow:
     index: int
     control_id: str
@@ -214,6 +232,35 @@ class MessageRow:
     summary: str
     reasons: list[str]
     notes: list[str]
+    values: list[ResultRow] = field(default_factory=list)
+
+
+def _collected_text(iso: str) -> str:
+    """The parsed collection time in the site's zone, as every page writes it."""
+    try:
+        moment = validation.parse_datetime(iso, "collected_at")
+    except rules.RuleError:
+        return iso
+    if moment is None:
+        return iso
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")
+
+
+def _result_rows(r: MessageResult) -> list[ResultRow]:
+    return [
+        ResultRow(
+            message=r.index,
+            label=v.label,
+            test="Tacrolimus trough" if v.test == "tacrolimus" else LabTest(v.test).label,
+            mrn=v.mrn,
+            collected=_collected_text(v.collected_at),
+            value=v.value,
+            unit=v.unit,
+            assay=Assay(v.assay).label if v.assay in Assay.values else (v.assay or "—"),
+            status=LevelStatus(v.status).label if v.status in LevelStatus.values else v.status,
+        )
+        for v in r.values
+    ]
 
 
 @dataclass
@@ -236,6 +283,10 @@ class Preview:
     @property
     def is_hl7(self) -> bool:
         return self.kind == HL7
+
+    @property
+    def result_rows(self) -> list[ResultRow]:
+        return [v for m in self.messages for v in m.values]
 
     @property
     def hidden_rows(self) -> int:
@@ -297,6 +348,7 @@ def hl7_preview(upload: Upload, results: list[MessageResult], token: str) -> Pre
             summary=r.summary() if r.accepted else "",
             reasons=list(r.reasons),
             notes=list(r.notes),
+            values=_result_rows(r),
         )
         for r in results
     ]

@@ -401,9 +401,17 @@ def page_css(reports: list[Report], printed: str) -> SafeString:
         who = f"MRN {p.mrn} · {p.family_name}, {p.given_name} · born {p.birth_date:%Y-%m-%d}"
         rule = f"@top-left {{ content: {css_string(who)}; }}"
         if len(reports) > 1:
-            # Page numbers run through the whole document (Chromium cannot restart them).
             title = f"Tacrolimus TDM report {n} of {len(reports)}"
             rule += f" @top-right {{ content: {css_string(title)}; }}"
+            # Chromium cannot restart the page counter, nor count one patient's pages, but it
+            # does keep a counter of our own per named page: each report numbers its pages
+            # from 1, and the sheet number runs through the whole printout.
+            counter = f"{report.page_name}-page"
+            rule = (
+                f"counter-increment: {counter}; {rule} @bottom-right {{ content: "
+                f'"Page " counter({counter}) " of this report · sheet " '
+                f'counter(page) " of " counter(pages); }}'
+            )
         rules_css.append(f"@page {report.page_name} {{ {rule} }}")
         rules_css.append(f".report--{p.pk} {{ page: {report.page_name}; }}")
     # Every character of the text above went through css_string (or is a pk): no markup.

@@ -418,9 +418,7 @@ def recall_csv(request: HttpRequest) -> HttpResponse:
     selection = filters.selection()
     selection["due"] = selection["due"] or DUE_WEEK
     patients = list(worklist_patients(**selection, today=today).order_by("next_trough_due", "mrn"))
-    log_bulk_access(
-        request, [p.pk for p in patients], "recall list", search=filters.search_text()
-    )
+    log_bulk_access(request, [p.pk for p in patients], "recall list", search=filters.search_text())
     buffer = io.StringIO()
     writer = SafeCsvWriter(buffer, lineterminator="\n")
     writer.writerow(RECALL_COLUMNS)

@@ -93,7 +93,8 @@ def test_patient_chart_band_dose_annotations_and_unit_switch(demo, clinician):
     annotations = page.locator(".js-plotly-plot .annotation-text").all_text_contents()
     assert "start 3 mg/day IR BID" in annotations, annotations
     assert "3 → 4 mg/day" in annotations, annotations
-    assert "target 4–6 ng/mL" in annotations, annotations
+    legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
+    assert "Target 4–6 ng/mL (shaded band)" in legend, legend
     assert "Trough (ng/mL)" in page.locator(".js-plotly-plot .g-ytitle").all_text_contents()
 
     page.evaluate(SET_MARKER)

@@ -177,8 +177,30 @@ def test_the_batch_print_gives_each_patient_a_report_starting_on_its_own_page(cl
         others = {p.mrn for p in patients} - {owner[i]}
         assert f"MRN {owner[i]}" in text
         assert not any(f"MRN {m}" in text for m in others), i
-        assert f"Page {i + 1} of {len(texts)}" in text
+        # Each patient's pages are numbered from 1; the sheet number runs through them all.
+        first_page = max(s for s in starts if s <= i)
+        assert f"Page {i - first_page + 1} of this report" in text, (i, text[-300:])
+        assert f"sheet {i + 1} of {len(texts)}" in text
     assert "ELSEWHERE-1" not in "".join(texts)
+    assert len(texts) > len(patients)  # some report ran onto a second page: numbering seen
+
+
+def test_the_batch_print_names_each_reports_landmarks_apart(clinician):
+    axe = pytest.importorskip("axe_playwright_python.sync_playwright", reason="pip install axe")
+    for i in range(2):
+        make_patient(f"LAND-{i}", family=f"Land{i}")
+    page = clinician
+    page.goto("/reports/batch/?q=LAND")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    results = axe.Axe().run(page)
+    unique = [v for v in results.response["violations"] if v["id"] == "landmark-unique"]
+    assert unique == [], [n["target"] for v in unique for n in v["nodes"]]
+    names = page.eval_on_selector_all(
+        "section[aria-labelledby]",
+        "els => els.map(e => e.getAttribute('aria-labelledby').split(' ')"
+        ".map(id => document.getElementById(id).textContent.trim()).join(' '))",
+    )
+    assert len(names) == len(set(names)), names
 
 
 def test_the_sign_off_made_in_the_browser_is_on_the_next_print(clinician, tmp_path):

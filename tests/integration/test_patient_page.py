@@ -171,7 +171,7 @@ def test_it_shows_header_alerts_levels_and_metrics(client, viewer, patient):
     assert "1.07 ng/mL per mg/day" in words  # 3.2 / 3
     # Regimen history and the chart's text alternative.
     assert "start 3 mg/day IR BID" in words
-    assert "2 troughs from" in words and "latest 3.2 ng/mL (below range)" in words
+    assert "2 troughs from" in words and "latest 3.20 ng/mL (below range)" in words
 
 
 def test_the_chart_is_data_through_json_script_with_no_inline_script(client, viewer, patient):

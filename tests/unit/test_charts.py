@@ -222,7 +222,9 @@ def test_unknown_unit_is_rejected():
 # --- markers ---------------------------------------------------------------------------------
 
 
-def test_marker_shape_follows_the_timing_verdict():
+def test_a_trough_not_read_as_steady_state_is_hollow_as_on_paper():
+    # The same encoding as the printed report: hollow = timing not valid or not at steady
+    # state, whatever the range.
     fig = figure(
         assess(
             [
@@ -230,36 +232,75 @@ def test_marker_shape_follows_the_timing_verdict():
                 level("2025-02-10", hours=13.5),  # borderline
                 level("2025-03-10", hours=9.0),  # mistimed (early)
                 level("2025-04-10", hours=None),  # unknown: no last-dose time
-            ]
+                level("2025-05-10"),  # valid, but the dose changed the day before
+            ],
+            regimens=[regimen("2024-01-01"), regimen("2025-05-09", "4")],
         )
     )
-    assert [p[2] for p in points(fig)] == ["circle", "diamond", "x", "square"]
+    assert [p[2] for p in points(fig)] == [
+        "circle",
+        "circle-open",
+        "circle-open",
+        "circle-open",
+        "circle-open",
+    ]
+    legend = [t["name"] for t in fig["data"] if t["x"] == [None]]
+    assert charts.HOLLOW_LEGEND in legend
 
 
-def test_range_is_shown_by_fill_as_well_as_colour():
+def test_screen_and_paper_draw_each_trough_with_the_same_symbol():
+    a = assess(
+        [
+            level("2025-01-10", "3.2"),
+            level("2025-02-10", "5.0", hours=9.0),
+            level("2025-03-10", "7.1"),
+            level("2025-04-10", "5.0", comparator="<"),
+        ],
+        regimens=[regimen("2024-01-01"), regimen("2025-03-09", "4")],
+    )
+    screen = sorted((x, s) for x, _, s, _ in points(figure(a)))
+    report = charts.report_figure(a).to_plotly_json()
+    paper = sorted(
+        (x, s)
+        for t in report["data"]
+        if t.get("meta") == "troughs"
+        for x, s in zip(t["x"], t["marker"]["symbol"], strict=True)
+    )
+    assert screen == paper
+    assert [s for _, s in screen] == [
+        "triangle-down",
+        "circle-open",
+        "triangle-up-open",  # not at steady state: the dose changed the day before
+        "diamond",
+    ]
+
+
+def test_range_is_shown_by_shape_as_well_as_colour():
     fig = figure(
         assess([level("2025-01-10", "3.2"), level("2025-02-10", "5.0"), level("2025-03-10", "7.1")])
     )
-    assert [p[2] for p in points(fig)] == ["circle-open", "circle", "circle-open-dot"]
+    assert [p[2] for p in points(fig)] == ["triangle-down", "circle", "triangle-up"]
     traces = {t["name"]: t for t in trough_traces(fig)}
-    assert set(traces) == {"Below range", "In range", "Above range"}
+    assert set(traces) == {
+        "Below range (triangle down)",
+        "In range (circle)",
+        "Above range (triangle up)",
+    }
     colours = {t["marker"]["color"] for t in traces.values()}
     assert len(colours) == 3
     keys = {
         t["name"]: t["marker"]["symbol"]
         for t in fig["data"]
-        if t.get("showlegend") is None
-        and t["x"] == [None]
-        and t["legendgroup"].startswith("range:")
+        if t["x"] == [None] and t["legendgroup"].startswith("range:")
     }
     assert keys == {
-        "In range": "circle",
-        "Below range": "circle-open",
-        "Above range": "circle-open-dot",
+        "In range (circle)": "circle",
+        "Below range (triangle down)": "triangle-down",
+        "Above range (triangle up)": "triangle-up",
     }
 
 
-def test_censored_results_sit_at_their_limit_with_a_triangle():
+def test_censored_results_sit_at_their_limit_with_their_text():
     fig = figure(
         assess(
             [
@@ -270,17 +311,13 @@ def test_censored_results_sit_at_their_limit_with_a_triangle():
         )
     )
     got = [(p[1], p[2]) for p in points(fig)]
-    assert got == [
-        (1.0, "triangle-down-open"),
-        (5.0, "triangle-down-dot"),
-        (30.0, "triangle-up-open-dot"),
-    ]
+    assert got == [(1.0, "triangle-down"), (5.0, "diamond"), (30.0, "triangle-up")]
+    labels = sorted(label for t in trough_traces(fig) for label in t["text"])
+    assert labels == ["&gt;30.00", "&lt;1.00", "&lt;5.00"]  # escaped: plotly reads HTML
     first = points(fig)[0][3]
     assert "<1.00 ng/mL = <1.24 nmol/L" in first
     # Escaped for plotly's HTML-like text, so "<1.00 ... <b>" cannot turn into markup.
     assert trough_traces(fig)[0]["customdata"][0][0].startswith("&lt;1.00 ng/mL")
-    legend = [t["name"] for t in fig["data"] if t.get("legendgroup") == "shape"]
-    assert "Censored < limit (triangle down)" in legend
 
 
 def test_entered_in_error_results_never_appear():
@@ -479,11 +516,49 @@ def test_each_figure_starts_from_its_own_copy_of_the_shared_layout():
     }
 
 
-def test_lab_panel_is_present_even_without_labs():
+def test_without_labs_the_trough_panel_takes_the_height_and_carries_the_dates():
     fig = figure(assess([level("2025-01-10")]))
-    assert "yaxis3" in fig["layout"]
-    texts = [a["text"] for a in fig["layout"]["annotations"]]
-    assert "No kidney labs recorded" in texts
+    layout = fig["layout"]
+    assert layout["yaxis"]["domain"] == [0, 1]
+    assert layout["xaxis"]["showticklabels"] is True
+    assert all(layout[axis]["visible"] is False for axis in ("xaxis2", "yaxis3", "yaxis4"))
+    # Said above the plotting area, not drawn over the troughs nor on an empty axis (which
+    # threw plotly's time axis to 1965–2030).
+    [note] = [a for a in layout["annotations"] if a["text"] == "No kidney labs recorded"]
+    assert (note["xref"], note["yref"], note["yanchor"]) == ("paper", "paper", "bottom")
+    assert note["y"] >= 1
+    assert not [a for a in layout["annotations"] if "x2" in a.get("xref", "")]
+
+
+def test_with_labs_the_dates_stay_under_the_lab_panel():
+    labs = [LabResult(collected_at=at("2025-01-05"), test="upcr", value=D("0.4"), unit="g/g")]
+    layout = figure(assess([level("2025-01-10")], labs=labs))["layout"]
+    assert layout["xaxis"]["showticklabels"] is False
+    assert "visible" not in layout["xaxis2"]
+    assert "No kidney labs recorded" not in [a["text"] for a in layout["annotations"]]
+
+
+def test_time_axis_spans_the_records_with_no_stretch_of_future():
+    a = assess(
+        [level("2023-02-10"), level("2025-12-20")],
+        regimens=[regimen("2023-02-01")],
+        as_of=date(2025, 12, 31),
+    )
+    layout = figure(a)["layout"]
+    start, end = layout["xaxis2"]["range"]
+    assert layout["xaxis"]["range"] == [start, end]
+    first = datetime.fromisoformat(x(at("2023-02-01", 0)))
+    now = datetime.fromisoformat(x(a.now))
+    assert first - timedelta(days=7) <= datetime.fromisoformat(start) < first
+    assert now < datetime.fromisoformat(end) <= now + timedelta(days=7)
+    # "all" (an autorange) stays in the same span.
+    assert layout["xaxis2"]["autorangeoptions"] == {"minallowed": start, "maxallowed": end}
+
+
+def test_time_axis_of_a_single_record_is_not_empty():
+    layout = figure(assess([], regimens=[regimen("2025-12-31")]))["layout"]
+    start, end = layout["xaxis2"]["range"]
+    assert datetime.fromisoformat(end) - datetime.fromisoformat(start) >= timedelta(days=2)
 
 
 def test_overlays_land_on_the_axes_plotly_would_give_them():
@@ -494,8 +569,6 @@ def test_overlays_land_on_the_axes_plotly_would_give_them():
     )
     [dose] = [a for a in fig["layout"]["annotations"] if a.get("name") == "dose_change"][1:]
     assert (dose["xref"], dose["yref"]) == ("x", "y2")  # the dose axis of the upper panel
-    [empty] = [a for a in fig["layout"]["annotations"] if a["text"] == "No kidney labs recorded"]
-    assert (empty["xref"], empty["yref"]) == ("x2 domain", "y3 domain")
 
 
 def test_every_figure_passes_plotlys_validation():
@@ -597,7 +670,7 @@ def test_summary_line():
         ]
     )
     assert charts.chart_summary(a) == (
-        "3 troughs from 2024-01-02 to 2025-11-20; latest 5.1 ng/mL (in range); 2 of 3 in range."
+        "3 troughs from 2024-01-02 to 2025-11-20; latest 5.10 ng/mL (in range); 2 of 3 in range."
     )
     assert charts.chart_summary(a, unit="nmol/L") == (
         "3 troughs from 2024-01-02 to 2025-11-20; latest 6.34 nmol/L (in range); 2 of 3 in range."
@@ -607,6 +680,37 @@ def test_summary_line():
 def test_summary_line_names_a_censored_preliminary_latest_and_no_data():
     a = assess([level("2025-11-20", "1.0", comparator="<", status="preliminary")])
     assert charts.chart_summary(a) == (
-        "1 trough on 2025-11-20; latest <1 ng/mL (below range, preliminary); 0 of 1 in range."
+        "1 trough on 2025-11-20; latest <1.00 ng/mL (below range, preliminary); 0 of 1 in range."
     )
     assert charts.chart_summary(assess([])) == "No troughs recorded."
+
+
+def test_summary_keeps_the_decimals_the_table_shows():
+    a = assess([level("2025-11-20", "5")])
+    assert "latest 5.00 ng/mL" in charts.chart_summary(a)
+
+
+def test_assay_change_line_is_readable_and_drawn_below_the_troughs():
+    fig = figure(assess([level("2025-01-10"), level("2025-04-10", "3.0", assay="CMIA")]))
+    [line] = [s for s in fig["layout"]["shapes"] if s.get("name") == "assay_change"]
+    assert line["layer"] == "below"  # a trough on the day of the change stays visible
+    assert contrast(line["line"]["color"], "#ffffff") >= 3
+
+
+def test_the_band_label_is_in_the_legend_not_over_the_dose_annotations():
+    fig = figure(assess([level("2025-01-10")], regimens=[regimen("2024-01-01")]))
+    assert named_annotations(fig, "target_band") == []
+    keys = [t["name"] for t in fig["data"] if t.get("meta") == "target_band"]
+    assert keys == ["Target 4–6 ng/mL (shaded band)"]
+
+
+def contrast(colour: str, background: str) -> float:
+    """WCAG contrast ratio of two #rrggbb colours."""
+
+    def luminance(hex_colour: str) -> float:
+        channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(colour), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
