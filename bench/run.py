@@ -52,6 +52,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import pk as pk_bench
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path(os.environ.get("BENCH_WORKDIR") or Path(tempfile.gettempdir()) / "tdm_bench")
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/tdm_bench")
@@ -771,6 +773,9 @@ def main(argv: list[str] | None = None) -> int:
         log("no results")
         return 1
     text = render(results, args)
+    if not args.quick:
+        log("model-informed dosing engine (bench/pk.py)")
+        text += "\n" + "\n".join(pk_bench.render(pk_bench.measure())) + "\n"
     print(text)
     if not args.no_write:
         output = Path(args.output)

@@ -34,10 +34,12 @@ def levels_file(rows: list[list[str]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def trough(mrn: str, day: date, value: str, accession: str, status: str = "") -> list[str]:
+def trough(
+    mrn: str, day: date, value: str, accession: str, status: str = "", at: str = "08:00"
+) -> list[str]:
     return [
         mrn,
-        f"{day}T08:00",
+        f"{day}T{at}",
         f"{day - timedelta(days=1)}T20:00",
         value,
         "ng/mL",
@@ -92,8 +94,10 @@ def test_a_levels_import_stores_what_re_judging_everything_stores(today):
         # Backfilled history, far older than the metrics window.
         rows.append(trough(patient.mrn, today - timedelta(days=700 + i), "7.2", f"NEW-{i}-C"))
     rows += [
-        trough(patients[2].mrn, today, "12.0", "NEW-P", "preliminary"),  # newest, not counted
-        [patients[3].mrn, f"{today}T07:00", "", "<2.0", "ng/mL", "NEW-CENSORED", ""],
+        # Today just after midnight, so that the suite may run at any hour without these
+        # results lying in the future (which the import refuses).
+        trough(patients[2].mrn, today, "12.0", "NEW-P", "preliminary", at="00:02"),  # newest
+        [patients[3].mrn, f"{today}T00:01", "", "<2.0", "ng/mL", "NEW-CENSORED", ""],
         # The lab corrects a stored result (inside the window) and an old one (outside it).
         [
             patients[0].mrn,
