@@ -413,3 +413,30 @@ def fit(model: RefModel, subject: RefSubject, starts: int = 3) -> RefFit:
         if best is None or result.fun < best.fun:
             best = result
     return RefFit(eta=np.asarray(best.x), ofv=float(best.fun), evaluations=evaluations)
+
+
+def posterior_covariance(model: RefModel, subject: RefSubject, eta, step: float = 1e-4):
+    """C = (Omega^-1 + sum_j [g_j g_j' / var_j + 1/2 h_j h_j'])^-1 at eta, with g = df/deta
+    and h = d ln var / deta by central differences of the ODE predictions."""
+    eta = np.asarray(eta, dtype=float)
+    fitted = [
+        i for i, r in enumerate(r for r in subject.records if r.evid == 0) if r.dv is not None
+    ]
+
+    def variance(f):
+        var = model.additive_sd**2 + (model.proportional_sd * f) ** 2
+        return np.where(var > 0, var, model.additive_sd**2 + model.proportional_sd**2)
+
+    f0 = predict(model, subject, eta)[fitted]
+    g, h = [], []
+    for i in range(len(eta)):
+        up, down = eta.copy(), eta.copy()
+        up[i] += step
+        down[i] -= step
+        f_up = predict(model, subject, up)[fitted]
+        f_down = predict(model, subject, down)[fitted]
+        g.append((f_up - f_down) / (2 * step))
+        h.append((np.log(variance(f_up)) - np.log(variance(f_down))) / (2 * step))
+    g, h = np.array(g), np.array(h)  # (n_eta, n_obs)
+    information = np.linalg.inv(model.omega) + (g / variance(f0)) @ g.T + 0.5 * h @ h.T
+    return np.linalg.inv(information)

@@ -225,3 +225,22 @@ def test_fit_finds_the_better_minimum_where_nonmem_did_not(subject_id, tmp_path_
     better_eta, better_ofv = BETTER_THAN_NONMEM[subject_id]
     assert pk.objective(model, subject, np.array(better_eta)) == pytest.approx(better_ofv, abs=1e-4)
     assert float(run["estimates"][subject_id]["OFV"]) <= better_ofv + 1e-3
+
+
+@pytest.mark.parametrize("case", ["cptpsp_run003_lag", "cptpsp_run101_2cmt", "cptpsp_run301_cov"])
+def test_posterior_sd_agrees_with_the_ode_reference(case, tmp_path_factory):
+    """Where NONMEM's ETC is not public: the spec's (NONMEM's) formula on the ODE
+    reference's predictions, at our ETAs, for the first ten subjects."""
+    run = _pk_fit(case, tmp_path_factory)
+    folder = DATA_DIR / case
+    reference = ref.RefModel.load(folder / "model.toml")
+    reference_subjects = {s.id: s for s in ref.read_subjects(folder / "data.csv", reference)}
+    for subject_id in list(_expected(case))[:10]:
+        row = run["estimates"][subject_id]
+        names = run["model"].eta_names
+        eta = np.array([float(row[name]) for name in names])
+        sd = np.sqrt(
+            np.diag(ref.posterior_covariance(reference, reference_subjects[subject_id], eta))
+        )
+        ours = np.array([float(row[f"SD_{name}"]) for name in names])
+        np.testing.assert_allclose(ours, sd, rtol=0.01, err_msg=f"{case} ID {subject_id}")

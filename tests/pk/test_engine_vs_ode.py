@@ -95,3 +95,14 @@ def test_map_etas_agree_within_1e_4(model_id, patient):
     assert ours.converged, ours.message
     np.testing.assert_allclose(ours.eta, theirs.eta, atol=1e-4, err_msg=f"{model_id} {patient}")
     assert ours.ofv == pytest.approx(theirs.ofv, abs=1e-6)
+
+
+@pytest.mark.parametrize("model_id", SHIPPED_MODELS)
+@pytest.mark.parametrize("patient", ["1", "2", "3", "5"])  # 4 has a censored result
+def test_posterior_sd_agrees_within_1_percent(model_id, patient):
+    """The engine's posterior covariance against the spec's formula evaluated on the ODE
+    reference's predictions, at the same ETAs (the engine's estimate)."""
+    model, reference, subjects, reference_subjects = _load(model_id)
+    ours = pk.fit(model, subjects[patient])
+    theirs = ref.posterior_covariance(reference, reference_subjects[patient], ours.eta)
+    np.testing.assert_allclose(ours.sd, np.sqrt(np.diag(theirs)), rtol=0.01)

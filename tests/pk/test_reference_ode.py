@@ -252,3 +252,12 @@ def test_reference_fit_reproduces_nonmem_on_mapbayr_nm001():
         result = ref.fit(model, subjects[row["ID"]], starts=1)
         nonmem = np.array([float(row[name]) for name in model.eta_names])
         np.testing.assert_allclose(result.eta, nonmem, atol=1e-5, err_msg=f"ID {row['ID']}")
+
+
+def test_posterior_covariance_reproduces_nonmem_etc():
+    model, subjects, expected = _nm001()
+    for row in expected:
+        eta = np.array([float(row[name]) for name in model.eta_names])
+        cov = ref.posterior_covariance(model, subjects[row["ID"]], eta)
+        nonmem = [float(row[f"SD_{name}"]) for name in model.eta_names]
+        np.testing.assert_allclose(np.sqrt(np.diag(cov)), nonmem, rtol=1e-3, err_msg=row["ID"])
