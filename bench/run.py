@@ -62,6 +62,7 @@ YEARS = 6.0
 LONG_PREFIX = "SYNL-"
 PAGES = [
     # key, label
+    ("floor", "Bare view (floor)"),
     ("worklist", "Worklist, first page"),
     ("worklist_alert", "Worklist, `?alert=trough_below_range`"),
     ("worklist_search", "Worklist, search `?q=SYN-0001`"),
@@ -69,6 +70,9 @@ PAGES = [
     ("patient_long", "Patient page, 10 years"),
     ("report", "Report"),
 ]
+REFIT_PATIENTS = 50  # forecasts refitted in the bench (patients per second)
+FORECAST_CHECK_SIZE = 500  # the forecast check runs at this size only
+
 TARGETS = {
     "worklist_ms": 150.0,
     "worklist_ratio": 1.5,
@@ -266,6 +270,13 @@ def worker(args: argparse.Namespace) -> int:
     result["long_levels"] = long_patient.levels.count()
     typical = Patient.objects.filter(mrn__startswith="SYN-", active=True).order_by("mrn").first()
 
+    # The floor page lives in the bench's URLconf only (bench/urls.py).
+    from django.conf import settings as django_settings
+    from django.urls import clear_url_caches
+
+    django_settings.ROOT_URLCONF = "bench.urls"
+    clear_url_caches()
+
     user = get_user_model().objects.create_superuser(
         "bench", "bench@example.invalid", "bench-password-not-secret"
     )
@@ -275,6 +286,7 @@ def worker(args: argparse.Namespace) -> int:
     result["load"].append(os.getloadavg()[0])
     worklist = reverse("monitoring:worklist")
     urls = {
+        "floor": "/bench/floor",
         "worklist": worklist,
         "worklist_alert": f"{worklist}?alert=trough_below_range",
         "worklist_search": f"{worklist}?q=SYN-0001",
@@ -308,6 +320,40 @@ def worker(args: argparse.Namespace) -> int:
             f"{tag}   median {page['median_ms']:.1f} ms, p95 {page['p95_ms']:.1f} ms, "
             f"{page['queries']} queries, {page['bytes'] / 1024:.0f} KB"
         )
+
+    # Model-informed forecasts: refits per second (as after an import marked them stale),
+    # and the forecast check over the clinic's patients (at 500 patients only: it fits
+    # every trough of every patient from the earlier ones).
+    from monitoring.forecast_check import run_check
+    from monitoring.models import PatientForecast
+    from monitoring.services import patients_refit_stale
+
+    refit_ids = list(
+        Patient.objects.filter(mrn__startswith="SYN-", active=True)
+        .order_by("mrn")
+        .values_list("pk", flat=True)[:REFIT_PATIENTS]
+    )
+    PatientForecast.objects.all().delete()
+    Patient.objects.exclude(pk__in=refit_ids).update(active=False)
+    log(f"{tag} refit {len(refit_ids)} stale forecasts")
+    started = time.perf_counter()
+    refitted = patients_refit_stale()
+    seconds = time.perf_counter() - started
+    Patient.objects.filter(mrn__startswith="SYN-").update(active=True)
+    result["refit"] = {"patients": refitted, "seconds": seconds, "per_s": refitted / seconds}
+    log(f"{tag}   {refitted} in {seconds:.1f} s ({refitted / seconds:.1f} patients/s)")
+    if size == FORECAST_CHECK_SIZE:
+        log(f"{tag} forecast_check over {size} patients")
+        started = time.perf_counter()
+        check = run_check(Patient.objects.filter(mrn__startswith="SYN-").order_by("mrn"))
+        seconds = time.perf_counter() - started
+        overall = {r["method"]: r for r in check["rows"] if r["scope"] == "all"}
+        result["forecast_check"] = {
+            "seconds": seconds,
+            "patients": check["patients"],
+            **{f"{m}_ape": overall[m]["median_absolute_error"] for m in overall},
+        }
+        log(f"{tag}   {seconds:.0f} s for {check['patients']} patients")
 
     # Flag computation: a full re-judge of up to 500 patients whose stored flags are blank.
     chosen = list(Patient.objects.filter(mrn__startswith="SYN-").order_by("mrn")[:500])
@@ -493,12 +539,17 @@ def _machine(results: list[dict]) -> list[str]:
     ]
 
 
-def _cell(page: dict | None) -> str:
+def _cell(page: dict | None, floor: dict | None = None) -> str:
     if not page:
         return "—"
     flag = "" if page["status"] == 200 else f" ({page['status']})"
     flag = f" (min {page['min_ms']:.0f}){flag}"
-    return f"{page['median_ms']:.0f} / {page['p95_ms']:.0f} ms · {page['queries']} q{flag}"
+    multiple = ""
+    if floor and page is not floor and floor["median_ms"] > 0:
+        multiple = f" · **{page['median_ms'] / floor['median_ms']:.1f}×**"
+    return (
+        f"{page['median_ms']:.0f} / {page['p95_ms']:.0f} ms · {page['queries']} q{multiple}{flag}"
+    )
 
 
 def _find(results: list[dict], database: str, size: int | None = None) -> dict | None:
@@ -616,13 +667,15 @@ def render(results: list[dict], args: argparse.Namespace) -> str:
         f"Median / 95th percentile of {args.reps} requests after 2 warm-up requests, through "
         "the Django test client in process (middleware, view, queries, template; no "
         "network), logged in as a superuser; `q` = queries per request (session and "
-        "access log included).",
+        "access log included); **N×** = the page's median as a multiple of the bare view's "
+        "(bench/urls.py: login required, one indexed query for 50 patients, a trivial "
+        "template) timed in the same run, which this machine's daily speed moves far less.",
         "",
         "| Database | Patients | Levels | " + " | ".join(label for _, label in PAGES) + " |",
         "|---|---:|---:|" + "---|" * len(PAGES),
     ]
     for r in results:
-        cells = [_cell(r["pages"].get(key)) for key, _ in PAGES]
+        cells = [_cell(r["pages"].get(key), r["pages"].get("floor")) for key, _ in PAGES]
         lines.append(
             f"| {r['database']} | {r['size']:,} | {r['seed']['levels_total']:,} | "
             + " | ".join(cells)
@@ -691,6 +744,32 @@ def render(results: list[dict], args: argparse.Namespace) -> str:
         lines.append(
             f"| {r['database']} | {r['size']:,} | {seed} | {rejudge} | {imported} | "
             f"{exported} | {peak} |"
+        )
+    lines += [
+        "",
+        "## Model-informed forecasts",
+        "",
+        f"Refits: `patients_refit_stale` over {REFIT_PATIENTS} patients whose forecasts were "
+        "stale (as after an import): data set, MAP fit, forecast and chart band, stored. "
+        f"Forecast check: `forecast_check` over the {FORECAST_CHECK_SIZE} synthetic patients "
+        "(every trough of every patient fitted from the earlier ones), with the median "
+        "absolute prediction error of each method.",
+        "",
+        "| Database | Patients | Refits | Forecast check | MAP | Population | Proportional |",
+        "|---|---:|---|---|---:|---:|---:|",
+    ]
+    for r in results:
+        rf, fc = r.get("refit"), r.get("forecast_check")
+        refits = f"{rf['per_s']:.1f} patients/s" if rf else "—"
+        check = f"{fc['seconds']:.0f} s ({fc['patients']} patients)" if fc else "—"
+
+        def ape(method: str, fc: dict | None = fc) -> str:
+            value = fc.get(f"{method}_ape") if fc else None
+            return "—" if value is None else f"{value:.1f} %"
+
+        lines.append(
+            f"| {r['database']} | {r['size']:,} | {refits} | {check} | {ape('map')} | "
+            f"{ape('population')} | {ape('proportional')} |"
         )
     loads = ", ".join(
         f"{r['database']} {r['size']:,}: " + " / ".join(f"{x:.1f}" for x in r.get("load", []))

@@ -138,7 +138,7 @@ class PatientAdmin(ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
     ]
     list_select_related = ["latest_level"]
     search_fields = ["mrn", "family_name", "given_name"]
-    list_filter = [AlertFilter, "active", "sex"]
+    list_filter = [AlertFilter, "active", "sex", "cyp3a5_expresser"]
     readonly_fields = ["alerts_display", "assessed_on"]
     inlines = [TargetInline, RegimenInline, LevelInline, DrugInline, LabInline]
     fieldsets = [
@@ -157,6 +157,7 @@ class PatientAdmin(ReassessOnSaveMixin, NoDeleteMixin, SimpleHistoryAdmin):
                 ]
             },
         ),
+        ("Pharmacokinetics", {"fields": ["cyp3a5_expresser"]}),
         (
             "Therapy course (36-month clock)",
             {"fields": ["therapy_start", "therapy_end", "anchor_date", "anchor_reason"]},
@@ -278,10 +279,16 @@ class RegimenAdmin(ClinicalRecordAdmin):
         "daily_dose_mg",
         "formulation",
         "frequency",
+        "clock_times_display",
         "status",
     ]
     list_filter = ["formulation", "frequency", "status"]
     fields = ["patient"] + RegimenForm.Meta.fields
+
+    @admin.display(description="dose times")
+    def clock_times_display(self, obj: Regimen) -> str:
+        times = " / ".join(obj.clock_times)
+        return times if obj.dose_times else f"{times} (default)"
 
 
 @admin.register(ConcomitantDrug)

@@ -15,6 +15,7 @@ logged (unit switch, metrics window) and refused or failed requests are not visi
 
 from __future__ import annotations
 
+import getpass
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -95,6 +96,22 @@ def log_access(request: HttpRequest, patient: Patient | int, what: str) -> Acces
         view_name=what[:40],
         path=request.path[:200],
         ip=client_ip(request),
+    )
+
+
+def log_command_access(patient: Patient, what: str, command: str) -> AccessLog:
+    """Record that a management command took a patient's data out (no request, no signed-in
+    user: the operating-system account that ran it is named instead)."""
+    try:
+        account = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid, e.g. in some containers
+        account = "unknown"
+    return AccessLog.objects.create(
+        user=None,
+        username=f"{account} (manage.py)"[:150],
+        patient=patient,
+        view_name=what[:40],
+        path=f"manage.py {command}"[:200],
     )
 
 

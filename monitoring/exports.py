@@ -69,6 +69,7 @@ PATIENT_COLUMNS = [
     "height_cm",
     "target_profile",
     "ln_class",
+    "cyp3a5_expresser",
 ]
 REGIMEN_COLUMNS = [
     "mrn",
@@ -77,6 +78,8 @@ REGIMEN_COLUMNS = [
     "frequency",
     "daily_dose_mg",
     "sampling_hours",
+    # Appended (optional): the stored dosing clock times; empty means the defaults.
+    "dose_times",
 ]
 MEDICATION_COLUMNS = ["mrn", "drug", "started_on", "stopped_on"]
 LAB_COLUMNS = ["mrn", "collected_at", "test", "value", "unit", "accession"]
@@ -176,6 +179,7 @@ def patient_row(result: PatientAssessment) -> list[str]:
         fixed(patient.height_cm, 1),
         first_target.profile.code if first_target else "",
         patient.ln_class,
+        patient.cyp3a5_expresser,
     ]
 
 
@@ -203,6 +207,7 @@ def regimen_rows(as_of: date, patients: Iterable[Patient] | None = None) -> Iter
                 r.frequency,
                 plain(r.daily_dose_mg),
                 plain(r.sampling_hours),
+                r.dose_times,
             ]
 
 

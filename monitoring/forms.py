@@ -88,6 +88,7 @@ class RegimenForm(ErrorReasonMixin, forms.ModelForm):
             "frequency",
             "daily_dose_mg",
             "sampling_hours",
+            "dose_times",
             "note",
             "status",
             "error_reason",
@@ -106,6 +107,16 @@ class RegimenForm(ErrorReasonMixin, forms.ModelForm):
             return validation.sampling_hours(value)
         except rules.RuleError as exc:
             raise ValidationError(f"value '{exc.value}': {exc.message}") from exc
+
+    def clean(self):
+        cleaned = super().clean()
+        frequency = cleaned.get("frequency")
+        if frequency:
+            try:
+                cleaned["dose_times"] = validation.dose_times(cleaned.get("dose_times"), frequency)
+            except rules.RuleError as exc:
+                self.add_error("dose_times", f"value '{exc.value}': {exc.message}")
+        return cleaned
 
 
 class ConcomitantDrugForm(ErrorReasonMixin, forms.ModelForm):
@@ -139,6 +150,11 @@ class LabResultForm(ErrorReasonMixin, forms.ModelForm):
         value = cleaned.get("value")
         if value is not None and value < 0:
             self.add_error("value", f"value '{value}': must not be negative")
+        elif value is not None and test:
+            try:
+                validation.lab_value(str(value), test=test)
+            except rules.RuleError as exc:
+                self.add_error("value", f"value '{exc.value}': {exc.message}")
         collected = cleaned.get("collected_at")
         if collected:
             try:

@@ -80,6 +80,15 @@ class Sex(models.TextChoices):
     OTHER = "X", "X (unspecified)"
 
 
+class Cyp3a5Expresser(models.TextChoices):
+    """CYP3A5 genotype as the PK models use it: an expresser (*1 carrier) clears
+    tacrolimus faster."""
+
+    YES = "yes", "Yes (expresser)"
+    NO = "no", "No (non-expresser)"
+    UNKNOWN = "unknown", "Unknown"
+
+
 class Patient(models.Model):
     mrn = models.CharField("MRN", max_length=32, unique=True, validators=[MRN_VALIDATOR])
     family_name = models.CharField(max_length=100)
@@ -95,6 +104,20 @@ class Patient(models.Model):
         help_text="Needed for children's eGFR (bedside CKiD).",
     )
     ln_class = models.CharField("LN class", max_length=20, blank=True)
+    cyp3a5_expresser = models.CharField(
+        "CYP3A5 expresser",
+        max_length=7,
+        choices=Cyp3a5Expresser.choices,
+        default=Cyp3a5Expresser.UNKNOWN,
+        help_text="Used by the PK models; unknown: the model's default is used.",
+    )
+    pk_model = models.CharField(
+        "PK model",
+        max_length=40,
+        blank=True,
+        help_text="Model for the forecast, among the shipped models that cover the regimen's "
+        "formulation; empty: the site default.",
+    )
     active = models.BooleanField(default=True, help_text="Archived patients leave the worklist.")
     therapy_start = models.DateField(
         null=True,
@@ -256,6 +279,14 @@ class Regimen(ClinicalRecord):
         blank=True,
         help_text="Expected sampling time after the dose; empty: 12 for BID, 24 for QD.",
     )
+    # Stored as entered; empty means the frequency's defaults, applied on read
+    # (``clock_times``), so a regimen without times follows a corrected frequency.
+    dose_times = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Local dosing clock times, ';'-separated, e.g. 08:00;20:00. "
+        "Empty: 08:00 and 20:00 for BID, 08:00 for QD.",
+    )
     note = models.CharField(max_length=300, blank=True)
     status = models.CharField(
         max_length=16, choices=RecordStatus.choices, default=RecordStatus.ACTIVE
@@ -278,6 +309,11 @@ class Regimen(ClinicalRecord):
 
     def __str__(self) -> str:
         return f"{self.daily_dose_mg} mg/day {self.formulation} {self.frequency}"
+
+    @property
+    def clock_times(self) -> tuple[str, ...]:
+        """The dosing clock times in force: the stored ones, or the frequency's defaults."""
+        return rules.parse_dose_times(self.dose_times, self.frequency)
 
     @property
     def nominal_hours(self) -> Decimal:
@@ -325,6 +361,11 @@ class TroughLevel(ClinicalRecord):
     assay = models.CharField(max_length=8, choices=Assay.choices, blank=True, default="")
     accession = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=LevelStatus.choices, default=LevelStatus.FINAL)
+    # A trough the model cannot explain (often a wrong time or a missed dose) may be left out
+    # of the PK fit by a clinician; it stays on the chart and in every table.
+    fit_excluded_reason = models.CharField(
+        "excluded from the PK fit because", max_length=300, blank=True
+    )
 
     # Computed by services.patient_reassess.
     target_low = models.DecimalField(max_digits=6, decimal_places=2, null=True, editable=False)
@@ -466,6 +507,9 @@ class LabTest(models.TextChoices):
     C3 = "c3", "C3"
     C4 = "c4", "C4"
     ANTI_DSDNA = "anti_dsdna", "Anti-dsDNA"
+    # Covariates of the tacrolimus PK models.
+    HCT = "hct", "Hematocrit"
+    WEIGHT = "weight", "Body weight"
 
 
 class LabResult(ClinicalRecord):
@@ -587,3 +631,66 @@ class ReportSignoff(models.Model):
 
     def __str__(self) -> str:
         return f"Sign-off of patient {self.patient_id} at {self.reviewed_at}"
+
+
+class ForecastMethod(models.TextChoices):
+    MAP = "map", "Model (MAP-Bayesian, the patient's troughs)"
+    POPULATION = "population", "Model (population only: no usable trough)"
+    PROPORTIONAL = "proportional", "Proportional rule"
+    NONE = "none", "None"
+
+
+class PatientForecast(models.Model):
+    """The stored model-informed forecast of a patient, refitted when a trough, a dose, a
+    covariate or the model changes (never on a page view of a fresh fit). Numbers are
+    floats: they are model estimates, not clinical records, and carry no history."""
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="forecast")
+    stale = models.BooleanField(default=True, help_text="Records changed since the fit.")
+    fitted_at = models.DateTimeField(null=True, blank=True)
+    method = models.CharField(max_length=12, choices=ForecastMethod.choices, default="none")
+    model_id = models.CharField(max_length=40, blank=True)
+    message = models.CharField(max_length=300, blank=True)
+    formulation = models.CharField(max_length=3, blank=True)
+    daily_dose_mg = models.FloatField(null=True, blank=True)
+    doses_per_day = models.PositiveSmallIntegerField(null=True, blank=True)
+    n_troughs_used = models.PositiveIntegerField(default=0)
+    eta = models.JSONField(default=list, blank=True)
+    covariance = models.JSONField(default=list, blank=True)
+    ofv = models.FloatField(null=True, blank=True)
+    cl_individual = models.FloatField(null=True, blank=True)
+    cl_typical = models.FloatField(null=True, blank=True)
+    predicted_trough = models.FloatField(null=True, blank=True)
+    predicted_p10 = models.FloatField(null=True, blank=True)
+    predicted_p90 = models.FloatField(null=True, blank=True)
+    p_in_range = models.FloatField(null=True, blank=True)
+    target_low = models.FloatField(null=True, blank=True)
+    target_high = models.FloatField(null=True, blank=True)
+    suggested_daily_dose_mg = models.FloatField(null=True, blank=True)
+    options = models.JSONField(default=list, blank=True)  # candidate doses
+    covariates_defaulted = models.JSONField(default=list, blank=True)
+    notes = models.JSONField(default=list, blank=True)  # how the records were read
+    residuals = models.JSONField(default=dict, blank=True)  # level id -> [ipred, iwres]
+    curve = models.JSONField(default=dict, blank=True)  # predicted troughs over time, 80 % band
+
+    class Meta:
+        indexes = [models.Index(fields=["stale"])]
+
+    def __str__(self) -> str:
+        return f"Forecast of patient {self.patient_id} ({self.method})"
+
+
+class ForecastCheckRun(models.Model):
+    """The result of ``manage.py forecast_check``: how well each method predicted each
+    trough from the earlier ones (no patient data: counts and percentages only)."""
+
+    run_at = models.DateTimeField(auto_now_add=True)
+    patients = models.PositiveIntegerField()
+    seconds = models.FloatField()
+    rows = models.JSONField(default=list)  # scope, method, n, median errors, within ±20 %
+
+    class Meta:
+        ordering = ["-run_at"]
+
+    def __str__(self) -> str:
+        return f"Forecast check of {self.run_at:%Y-%m-%d %H:%M} ({self.patients} patients)"

@@ -339,6 +339,44 @@ def default_sampling_hours(frequency: str) -> Decimal:
     return Decimal(24) if frequency.upper() == "QD" else Decimal(12)
 
 
+DOSES_PER_DAY = {"BID": 2, "QD": 1}
+# [D] Clock times assumed when a regimen records none (site time zone).
+DEFAULT_DOSE_TIMES = {"BID": ("08:00", "20:00"), "QD": ("08:00",)}
+
+
+def doses_per_day(frequency: str) -> int:
+    return DOSES_PER_DAY[frequency.upper()]
+
+
+def default_dose_times(frequency: str) -> tuple[str, ...]:
+    return DEFAULT_DOSE_TIMES[frequency.upper()]
+
+
+_CLOCK_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
+def parse_dose_times(text: str, frequency: str, *, field: str = "dose_times") -> tuple[str, ...]:
+    """``"08:00;20:00"`` → ``("08:00", "20:00")``: 24-hour HH:MM, strictly increasing within
+    the day, exactly as many as the frequency's doses per day. Empty → the defaults."""
+    text = (text or "").strip()
+    if not text:
+        return default_dose_times(frequency)
+    times = []
+    for part in text.split(";"):
+        match = _CLOCK_RE.match(part.strip())
+        if not match or int(match[1]) > 23 or int(match[2]) > 59:
+            raise RuleError(field, text, f"'{part.strip()}' is not a 24-hour time HH:MM")
+        times.append(f"{int(match[1]):02d}:{match[2]}")
+    if any(later <= earlier for earlier, later in zip(times, times[1:], strict=False)):
+        raise RuleError(field, text, "times must be strictly increasing within the day")
+    expected = doses_per_day(frequency)
+    if len(times) != expected:
+        raise RuleError(
+            field, text, f"{frequency.upper()} needs {expected} time(s), {len(times)} given"
+        )
+    return tuple(times)
+
+
 def timing_explanation(timing: Timing) -> str:
     """Plain words for the UI, including which way an off-time sample misleads."""
     if timing.code == UNKNOWN:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import date, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import config, rules, validation
+from . import config, forecasting, rules, validation
 from .assessment import (
     PatientAssessment,
     assess_patient,
@@ -23,6 +24,7 @@ from .models import (
     LabResult,
     LevelStatus,
     Patient,
+    PatientForecast,
     RecordStatus,
     Regimen,
     Source,
@@ -51,7 +53,10 @@ def patients_assess(
 
 
 def patients_reassess(
-    patients: Iterable[Patient], *, troughs: Collection[int] | None = None
+    patients: Iterable[Patient],
+    *,
+    troughs: Collection[int] | None = None,
+    refit: bool = True,
 ) -> list[PatientAssessment]:
     """Recompute and store every level's flags and each patient's alert summary. Called
     after any write that can change a verdict (a level, regimen, target, drug or lab).
@@ -65,7 +70,10 @@ def patients_reassess(
     current). So these are all that is loaded and judged: the cost follows the file, not the
     patients' years of history, and the stored result is the same as re-judging everything
     (tests compare the two). A patient whose summary is marked (``assessed_on`` empty) is
-    judged in full all the same."""
+    judged in full all the same.
+
+    ``refit``: the records changed, so the model-informed forecast is fitted again (see
+    ``forecasting``); a new day alone changes no fit."""
     patients = list(patients)
     thresholds = config.load_thresholds()
     as_of = timezone.localdate()
@@ -114,7 +122,53 @@ def patients_reassess(
         _update_each(
             Patient, patients, ["alert_codes", "warning_count", "latest_level", "assessed_on"]
         )
+    if refit:
+        forecasts_after_change(results)
     return results
+
+
+def forecasts_after_change(results: list[PatientAssessment]) -> None:
+    """Refit the forecasts of the patients a write touched, in the same request when they
+    are few (a form, an HL7 message); mark them stale when many (an import), for the
+    next look at each patient or the daily refresh to refit."""
+    if not settings.PK_FORECASTS:
+        return
+    if len(results) <= forecasting.SYNCHRONOUS_LIMIT:
+        forecasting.patients_refit(
+            [r.records.patient for r in results], {r.records.patient.pk: _band(r) for r in results}
+        )
+    else:
+        forecasting.patients_mark_forecast_stale(r.records.patient.pk for r in results)
+
+
+def _band(assessment: PatientAssessment) -> tuple[float, float]:
+    return float(assessment.current_target.low), float(assessment.current_target.high)
+
+
+def patient_forecast(patient: Patient, assessment: PatientAssessment):
+    """The stored forecast for a page; fitted now only if missing or stale (a large
+    import marked it): once, then stored. None where forecasts are switched off."""
+    if not settings.PK_FORECASTS:
+        return None
+    stored = PatientForecast.objects.filter(patient=patient).first()
+    if stored is None or stored.stale:
+        forecasting.patients_refit([patient], {patient.pk: _band(assessment)})
+        stored = PatientForecast.objects.get(patient=patient)
+    return stored
+
+
+def patients_refit_stale() -> int:
+    """Refit every active patient's missing or stale forecast (the daily refresh)."""
+    if not settings.PK_FORECASTS:
+        return 0
+    stale = Patient.objects.filter(active=True).filter(
+        Q(forecast__isnull=True) | Q(forecast__stale=True)
+    )
+    count = 0
+    for patient in stale.iterator(chunk_size=200):
+        forecasting.patients_refit([patient], {patient.pk: _band(patient_assess(patient))})
+        count += 1
+    return count
 
 
 def patients_refresh_summaries(patients: Iterable[Patient]) -> None:
@@ -122,7 +176,7 @@ def patients_refresh_summaries(patients: Iterable[Patient]) -> None:
     metrics window moving on), so yesterday's summaries are judged again. Stored trough
     flags never depend on the date: only the troughs the summary reads are judged (as after
     an import that wrote none)."""
-    patients_reassess(patients, troughs=())
+    patients_reassess(patients, troughs=(), refit=False)
 
 
 def patients_mark_for_rejudging() -> None:

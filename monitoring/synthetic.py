@@ -12,12 +12,15 @@ What the generator models (clinical-rules.md is the reference for the flags they
   errors: the evening dose taken late, the morning dose taken before the draw (a peak, far
   too early), missing last-dose times (lab-interface results), missed doses that give
   results below the assay's limit (``<1.0``, ``<2.0``) and the odd ``>30``;
-- a patient-specific dose-normalised level (C/D ratio) and variability, interacting drugs
-  that raise or lower the level, several units and assays, corrected, preliminary and
-  entered-in-error results;
+- trough values from a pharmacokinetic simulation unlike the shipped models
+  (``synthetic_pk``): between-patient and between-occasion variability, CYP3A5 expressers,
+  the doses as taken (scatter, forgotten doses, runs of missed doses), interacting drugs
+  that change clearance, assay noise; several units and assays, corrected, preliminary
+  and entered-in-error results;
 - concomitant drugs (mycophenolate, glucocorticoids, hydroxychloroquine, antihypertensives,
   short antifungal or antibiotic courses, rarely ciclosporin), matched to the catalogue;
-- kidney labs every three months (creatinine, UPCR, eGFR for some), immunology twice a year
+- kidney labs every three months (creatinine, UPCR, eGFR for some, hematocrit; weight once
+  a year), immunology twice a year
   for some; a slow creatinine rise for a few (nephrotoxicity watch), CKD before tacrolimus
   for some (pre-existing CKD).
 
@@ -38,7 +41,7 @@ from django.db import transaction
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
-from . import config, rules, validation
+from . import config, rules, synthetic_pk, validation
 from .assessment import PatientRecords, Target, assess_patient
 from .catalog import match_drug
 from .config import DEFAULT_PROFILE_CODE
@@ -268,8 +271,7 @@ def _half_mg(value: float) -> Decimal:
 class _Habits:
     """What stays with a patient: metabolism, variability, adherence, routine and lab."""
 
-    cd: float
-    sd: float
+    pk: synthetic_pk.TruePk
     adherence: float
     evening: float
     missing_timing: float
@@ -538,9 +540,13 @@ class PatientGenerator:
     ) -> None:
         rng = self.rng
         patient = data.patient
+        expresser = _weighted(rng, (("yes", 15), ("no", 50), ("unknown", 35)))
+        patient.cyp3a5_expresser = expresser
         habits = _Habits(
-            cd=math.exp(rng.gauss(math.log(1.3), 0.35)),  # ng/mL per mg/day
-            sd=rng.uniform(0.10, 0.32),  # within-patient variability (log scale)
+            # Genotype unknown to the clinic is still the patient's: some are expressers.
+            pk=synthetic_pk.draw_patient(
+                rng, expresser == "yes" or (expresser == "unknown" and rng.random() < 0.15)
+            ),
             adherence=rng.uniform(0.96, 1.0),
             evening=20 + rng.choice((-1, -0.5, 0, 0, 0, 0.5, 1)),  # usual BID evening dose
             missing_timing=0.5 if rng.random() < 0.1 else 0.05,
@@ -682,25 +688,22 @@ class PatientGenerator:
         if off is None:
             draw_hour = rng.uniform(8.0, 10.5)
             dose_hour = draw_hour - rng.uniform(0.75, 2.5)
-            exposure = 2.4
         else:
             draw_hour = min(max(dose_hour + nominal + off, 6.5), 13.0)
-            # ~7 % per hour off the nominal time (clinical-rules §3), falling with time.
-            exposure = max(0.4, 1 + 0.07 * (nominal - (draw_hour - dose_hour)))
         collected = morning + timedelta(minutes=5 * round(draw_hour * 12))
         last_dose = morning + timedelta(minutes=5 * round(dose_hour * 12))
+        taken = self.doses_taken(timeline, habits, collected, last_dose)
         if rng.random() < habits.missing_timing:
             last_dose = None
-        value = (
-            dose
-            * habits.cd
-            * exposure
-            * math.exp(rng.gauss(0, habits.sd))
-            * timeline.factor_at(day)
+        value = synthetic_pk.measured(
+            rng,
+            synthetic_pk.concentration(
+                habits.pk,
+                taken,
+                clearance_factor=1.0 / timeline.factor_at(day),
+                occasion=rng.gauss(0, synthetic_pk.BETWEEN_OCCASION_SD),
+            ),
         )
-        if rng.random() > habits.adherence:  # missed doses
-            value *= rng.uniform(0.05, 0.3)
-        value = max(value, 0.05)
         lloq, reported, unit = LLOQ[assay], None, habits.mass_unit
         if dose == 0:
             reported = f"<{lloq}"
@@ -742,6 +745,45 @@ class PatientGenerator:
         data.levels.append(level)
         return float(parsed.value_ng_ml), level
 
+    def doses_taken(
+        self, timeline: _Timeline, habits: _Habits, collected: datetime, last_dose: datetime
+    ) -> list[tuple[float, float, str]]:
+        """The ten days of doses before a draw, as the patient took them: (hours before the
+        draw, mg, formulation). The schedule of the regimen in force (08:00, and the usual
+        evening time for twice daily), a little scatter, the odd missed dose, a run of
+        missed doses before some draws, and the last dose at its recorded time."""
+        rng = self.rng
+        taken = []
+        start = collected - timedelta(days=10)
+        day = start.date()
+        while day <= collected.date():
+            for hour in (8.0, habits.evening):
+                moment = self.at(day, 0) + timedelta(hours=hour + rng.gauss(0, 0.25))
+                regimen = timeline.regimen_at(moment)
+                if regimen is None or regimen.daily_dose_mg <= 0:
+                    continue
+                if regimen.frequency == "QD" and hour != 8.0:
+                    continue
+                if not start <= moment < collected or abs(moment - last_dose) < timedelta(hours=3):
+                    continue
+                if rng.random() < 0.02:  # a forgotten dose
+                    continue
+                per_dose = float(regimen.daily_dose_mg) / (2 if regimen.frequency == "BID" else 1)
+                taken.append((moment, per_dose, regimen.formulation))
+            day += timedelta(days=1)
+        regimen = timeline.regimen_at(last_dose)
+        if regimen is not None and regimen.daily_dose_mg > 0 and last_dose < collected:
+            per_dose = float(regimen.daily_dose_mg) / (2 if regimen.frequency == "BID" else 1)
+            taken.append((last_dose, per_dose, regimen.formulation))
+        if rng.random() > habits.adherence:  # a run of missed doses before this draw
+            missed = rng.randint(2, 4)
+            taken.sort()
+            taken = taken[: max(0, len(taken) - missed)]
+        return [
+            ((collected - moment).total_seconds() / 3600, mg, formulation)
+            for moment, mg, formulation in taken
+        ]
+
     def labs(self, data: PatientData, therapy_start: date, tac_start: date, today: date) -> None:
         rng = self.rng
         patient = data.patient
@@ -757,6 +799,8 @@ class PatientGenerator:
         immunology = rng.random() < 0.35
         upcr_unit = "mg/mmol" if rng.random() < 0.3 else "g/g"
         proteinuria = rng.uniform(1.0, 4.0)
+        hematocrit = rng.uniform(30.0, 42.0) if patient.sex == "M" else rng.uniform(28.0, 39.0)
+        weight = rng.uniform(45.0, 90.0)
         day = therapy_start - timedelta(days=rng.randint(3, 20))
         span = max(1, (today - tac_start).days)
         quarter = 0
@@ -774,6 +818,9 @@ class PatientGenerator:
                     egfr = rules.egfr_ckd_epi_2021(_dec(scr, 2), age, patient.sex)
                     if egfr is not None:
                         self.lab(data, moment, "egfr", rules.round_to(egfr, 0), "mL/min/1.73m2")
+            self.lab(data, moment, "hct", _dec(hematocrit * math.exp(rng.gauss(0, 0.04)), 1), "%")
+            if quarter % 4 == 0:
+                self.lab(data, moment, "weight", _dec(weight * rng.uniform(0.97, 1.03), 1), "kg")
             proteinuria = max(0.05, proteinuria * rng.uniform(0.6, 1.05))
             upcr = proteinuria * (113.0 if upcr_unit == "mg/mmol" else 1.0)
             self.lab(data, moment, "upcr", _dec(upcr, 2 if upcr_unit == "g/g" else 0), upcr_unit)

@@ -11,7 +11,16 @@ from zoneinfo import ZoneInfo
 from django.utils import timezone
 
 from . import rules
-from .models import MRN_VALIDATOR, Assay, Formulation, Frequency, LabTest, LevelStatus, Sex
+from .models import (
+    MRN_VALIDATOR,
+    Assay,
+    Cyp3a5Expresser,
+    Formulation,
+    Frequency,
+    LabTest,
+    LevelStatus,
+    Sex,
+)
 
 RuleError = rules.RuleError
 
@@ -35,6 +44,15 @@ LAB_UNITS = {
     LabTest.C3: ("g/L", "mg/dL"),
     LabTest.C4: ("g/L", "mg/dL"),
     LabTest.ANTI_DSDNA: ("IU/mL",),
+    LabTest.HCT: ("%",),
+    LabTest.WEIGHT: ("kg",),
+}
+
+# [D] Plausible ranges of the PK covariates: a hematocrit given as a fraction (0.38 L/L) or a
+# weight in grams or pounds would silently change a predicted dose, so it is refused.
+LAB_PLAUSIBLE = {
+    LabTest.HCT: (Decimal("10"), Decimal("70")),
+    LabTest.WEIGHT: (Decimal("0.5"), Decimal("300")),
 }
 
 ASSAY_SPELLINGS = {"LC-MS/MS": Assay.LCMSMS, "LCMS/MS": Assay.LCMSMS, "LC-MSMS": Assay.LCMSMS}
@@ -175,6 +193,13 @@ def sex(value: object) -> str:
     return choice(value, "sex", Sex)
 
 
+def cyp3a5_expresser(value: object) -> str:
+    """``yes``, ``no`` or ``unknown`` in any case; empty is unknown."""
+    return choice(
+        _text(value).lower(), "cyp3a5_expresser", Cyp3a5Expresser, default=Cyp3a5Expresser.UNKNOWN
+    )
+
+
 def height_cm(value: object, *, decimal_comma: bool = False) -> Decimal | None:
     return parse_decimal(
         value,
@@ -210,6 +235,15 @@ def sampling_hours(value: object, *, decimal_comma: bool = False) -> Decimal | N
         allow_zero=False,
         maximum=MAX_SAMPLING_HOURS,
     )
+
+
+def dose_times(value: object, frequency: str) -> str:
+    """The stored form of a regimen's dosing clock times: ``08:00;20:00`` normalised, or
+    empty (the frequency's defaults apply on read)."""
+    text = _text(value)
+    if not text:
+        return ""
+    return ";".join(rules.parse_dose_times(text, frequency))
 
 
 def assay(value: object) -> str:
@@ -261,8 +295,15 @@ def lab_unit(test: str, value: object) -> str:
     raise RuleError("unit", text, f"is not a unit for {test} (accepted: {accepted})")
 
 
-def lab_value(value: object, *, decimal_comma: bool = False) -> Decimal:
+def lab_value(value: object, *, decimal_comma: bool = False, test: str | None = None) -> Decimal:
     number = parse_decimal(value, "value", decimal_comma=decimal_comma)
     if number is None:
         raise RuleError("value", _text(value), "is required")
+    if test in LAB_PLAUSIBLE:
+        low, high = LAB_PLAUSIBLE[test]
+        if not low <= number <= high:
+            unit = LAB_UNITS[test][0]
+            raise RuleError(
+                "value", _text(value), f"is not a plausible {test} ({low}–{high} {unit})"
+            )
     return number

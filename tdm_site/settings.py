@@ -71,6 +71,10 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 CLINIC_NAME = os.environ.get("CLINIC_NAME", "Nephrology clinic")
+# The population PK model for forecasts unless a patient has another (a shipped model's id).
+PK_DEFAULT_MODEL = os.environ.get("PK_DEFAULT_MODEL", "woillard2011")
+# Model-informed forecasts on or off for the whole site (off: the proportional rule only).
+PK_FORECASTS = env_bool("PK_FORECASTS", True)
 
 # ---------------------------------------------------------------------------------------
 # Applications

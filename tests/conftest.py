@@ -16,6 +16,14 @@ TEST_PASSWORD = "correct-horse-battery-staple"
 _usernames = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def _forecasts_only_where_tested(request, settings):
+    """Model-informed forecasts (a PK fit per write, ~0.1 s) only in the tests about them,
+    marked ``forecast``: elsewhere the site runs as with PK_FORECASTS off, which keeps the
+    suite inside its time budget. tests/integration/test_forecast*.py run them for real."""
+    settings.PK_FORECASTS = request.node.get_closest_marker("forecast") is not None
+
+
 @pytest.fixture
 def user_factory(db, django_user_model) -> Callable[..., object]:
     """Make a user: `user_factory(groups=["clinician"], is_staff=True, username="ana")`.

@@ -2,7 +2,8 @@
 
 The wire format is read by python-hl7 (``hl7``); what a result means is decided by the same
 code as the CSV import: every tacrolimus result becomes a ``levels`` row and every kidney
-lab a ``labs`` row, handed to ``LevelImporter`` / ``LabImporter`` (kinds.py). So the value,
+lab (and hematocrit or body weight, covariates of the PK models) a ``labs`` row, handed to
+``LevelImporter`` / ``LabImporter`` (kinds.py). So the value,
 unit, plausibility, future-date and idempotency rules (accession key, "corrected"
 supersedes, entered-in-error is never brought back) are those of the CSV import, with the
 same messages.
@@ -58,6 +59,8 @@ LAB_LOINC = {
     "14682-9": LabTest.CREATININE,
     "98979-8": LabTest.EGFR,
     "2890-2": LabTest.UPCR,
+    "4544-3": LabTest.HCT,
+    "29463-7": LabTest.WEIGHT,
 }
 LOINC_SYSTEMS = frozenset({"", "LN", "LOINC"})
 RESULT_STATUS = {"F": LevelStatus.FINAL, "C": LevelStatus.CORRECTED, "P": LevelStatus.PRELIMINARY}

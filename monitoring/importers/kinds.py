@@ -167,7 +167,14 @@ class Importer:
 class PatientImporter(Importer):
     kind = "patients"
     required = ("mrn", "family_name", "given_name", "birth_date", "sex")
-    optional = ("height_cm", "target_profile", "therapy_start", "therapy_end", "ln_class")
+    optional = (
+        "height_cm",
+        "target_profile",
+        "therapy_start",
+        "therapy_end",
+        "ln_class",
+        "cyp3a5_expresser",
+    )
     derived = computed_columns(PATIENT_COLUMNS, required + optional)
 
     def __init__(self, ctx: Context):
@@ -191,6 +198,9 @@ class PatientImporter(Importer):
             "therapy_end": c(validation.parse_date, row.get("therapy_end"), "therapy_end"),
             "ln_class": (row.get("ln_class") or "").strip(),
         }
+        # A file without the column (the older format) leaves a recorded genotype alone.
+        if "cyp3a5_expresser" in row:
+            values["cyp3a5_expresser"] = c(validation.cyp3a5_expresser, row["cyp3a5_expresser"])
         if values["birth_date"] is None and not c.errors:
             c.errors.append(rules.RuleError("birth_date", "", "is required"))
         for name in ("family_name", "given_name"):
@@ -236,7 +246,7 @@ class PatientImporter(Importer):
 class RegimenImporter(Importer):
     kind = "regimens"
     required = ("mrn", "effective_at", "formulation", "frequency", "daily_dose_mg")
-    optional = ("sampling_hours",)
+    optional = ("sampling_hours", "dose_times")
 
     def import_row(self, row):
         c = Collector()
@@ -255,10 +265,16 @@ class RegimenImporter(Importer):
                 validation.sampling_hours, row.get("sampling_hours"), decimal_comma=dc
             ),
         }
+        # A file without the column (the older format) leaves stored clock times alone.
+        if "dose_times" in row and values["frequency"]:
+            values["dose_times"] = c(validation.dose_times, row["dose_times"], values["frequency"])
         c.check()
         regimen = Regimen.objects.filter(
             patient=patient, effective_at=effective_at, status=RecordStatus.ACTIVE
         ).first() or Regimen(patient=patient, effective_at=effective_at)
+        if "dose_times" not in values and regimen.dose_times:
+            c(validation.dose_times, regimen.dose_times, values["frequency"])
+            c.check()
         self.ctx.affected.add(patient.pk)
         return _save_changes(regimen, values, self.ctx), patient.mrn
 
@@ -597,7 +613,12 @@ class LabImporter(Importer):
             c.errors.append(rules.RuleError("collected_at", "", "is required"))
         test = c(validation.lab_test, row.get("test"))
         unit = c(validation.lab_unit, test, row.get("unit")) if test else None
-        value = c(validation.lab_value, row.get("value"), decimal_comma=self.ctx.decimal_comma)
+        value = c(
+            validation.lab_value,
+            row.get("value"),
+            decimal_comma=self.ctx.decimal_comma,
+            test=test,
+        )
         if value is not None and value > Decimal("100000"):
             c.errors.append(rules.RuleError("value", row.get("value"), "is implausibly large"))
         c.check()

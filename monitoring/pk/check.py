@@ -41,16 +41,17 @@ def predict_each_from_earlier(
     population = Simulation(model, subject, np.zeros((1, len(model.eta_names))))
     population_values = population.concentrations()[0]
     results = []
+    previous_eta = None
     for position in range(1, len(observed)):
         record = observed[position]
-        if subject.cens[record]:
+        if subject.cens[record] or subject.dv[record] <= 0:
             continue  # a result below the limit has no error to measure
-        earlier = subject.dv.copy()
-        earlier[observed[position:]] = np.nan
-        history = replace(subject, dv=earlier)  # same records: the dose schedule is shared
-        fitted = fit(model, history)
+        history = _until(subject, record)  # nothing after the trough to predict matters
+        history.dv[record] = np.nan  # ... and it is not known yet
+        fitted = fit(model, history, start=previous_eta, posterior=False)
         map_value = None
         if fitted.converged:
+            previous_eta = fitted.eta
             map_value = float(
                 Simulation(model, history, fitted.eta[None, :]).concentrations([record])[0, 0]
             )
@@ -105,3 +106,22 @@ def summarize(predictions: list[CheckPrediction]) -> list[MethodSummary]:
             )
         )
     return summaries
+
+
+def _until(subject: Subject, record: int) -> Subject:
+    """The subject's records up to and including ``record`` (a fresh copy)."""
+    end = record + 1
+    return replace(
+        subject,
+        time=subject.time[:end].copy(),
+        evid=subject.evid[:end].copy(),
+        amt=subject.amt[:end].copy(),
+        dv=subject.dv[:end].copy(),
+        ii=subject.ii[:end].copy(),
+        addl=subject.addl[:end].copy(),
+        ss=subject.ss[:end].copy(),
+        cens=subject.cens[:end].copy(),
+        covariates={name: column[:end].copy() for name, column in subject.covariates.items()},
+        rows=None if subject.rows is None else subject.rows[:end].copy(),
+        cache={},
+    )

@@ -107,8 +107,76 @@ def _starts(model: Model) -> list[np.ndarray]:
     return starts
 
 
-def fit(model: Model, subject: Subject) -> FitResult:
-    """MAP estimate of η for one subject, with the posterior covariance (FOCE-I's ETC)."""
+@dataclass
+class _Minimum:
+    eta: np.ndarray
+    value: float
+    converged: bool
+    on_bound: bool
+    message: str
+
+
+def _minimise(target: Objective, start: np.ndarray, bounds: list[tuple[float, float]]):
+    """Fisher scoring, then L-BFGS-B; a Nelder–Mead polish where the gradient stays large.
+
+    The polish is for kinks: a lag time that moves a dose across a sampling time makes the
+    objective's derivative jump, where a quasi-Newton method stalls beside the minimum.
+    """
+    lower, upper = np.array(bounds).T
+    result = minimize(
+        target.value_and_gradient,
+        scoring(target, start, lower, upper),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        # gtol in OFV units: scoring has usually brought the gradient below it already, so
+        # L-BFGS-B confirms the minimum in one evaluation; from a poor start it does the work.
+        options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-4, "maxls": 50},
+    )
+    eta, message = result.x, str(result.message)
+    value, gradient = target.value_and_gradient(eta)
+    if not _stationary(eta, gradient, lower, upper):
+        polished = minimize(
+            lambda x: float(target.values(x[None, :])[0]),
+            eta,
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={
+                "xatol": 1e-8,
+                "fatol": 1e-12,
+                "maxfev": 4000,
+                "initial_simplex": np.vstack([eta, eta + np.eye(len(eta)) * 1e-3]),
+            },
+        )
+        if polished.fun <= value:
+            eta, value = polished.x, float(polished.fun)
+            gradient = target.value_and_gradient(eta)[1]
+            message = str(polished.message)
+            converged = bool(polished.success) or _stationary(eta, gradient, lower, upper)
+        else:
+            converged = False
+    else:
+        converged = True
+    on_bound = bool(np.any((eta <= lower + 1e-6 * abs(lower)) | (eta >= upper - 1e-6 * upper)))
+    return _Minimum(eta, value, converged and np.isfinite(value), on_bound, message)
+
+
+def _stationary(eta, gradient, lower, upper) -> bool:
+    """The projected gradient is small: zero where an η sits on a bound and is pushed out."""
+    at_lower = (eta <= lower + 1e-9) & (gradient > 0)
+    at_upper = (eta >= upper - 1e-9) & (gradient < 0)
+    projected = np.where(at_lower | at_upper, 0.0, gradient)
+    return bool(np.all(np.isfinite(gradient)) and np.max(np.abs(projected)) < GRADIENT_TOLERANCE)
+
+
+def fit(
+    model: Model, subject: Subject, start: np.ndarray | None = None, *, posterior: bool = True
+) -> FitResult:
+    """MAP estimate of η for one subject, with the posterior covariance (FOCE-I's ETC).
+
+    ``start``: where to begin instead of η = 0 (e.g. the estimate from one trough fewer);
+    η = 0 and the other starts follow if it does not converge. ``posterior=False`` skips
+    the covariance (NaN) where only the estimate is wanted (the forecast check)."""
     target = Objective(model, subject)
     n = len(model.eta_names)
     sd = np.sqrt(np.diag(model.omega))
@@ -117,42 +185,34 @@ def fit(model: Model, subject: Subject) -> FitResult:
     if len(target.dv) == 0:
         eta, converged, message, ofv, tried = np.zeros(n), True, "no observations", 0.0, 0
     else:
-        best = None
+        best: _Minimum | None = None
         tried = 0
-        for start in _starts(model):
+        starts = _starts(model)
+        if start is not None:
+            starts.insert(0, np.clip(np.asarray(start, float), -BOUND_SD * sd, BOUND_SD * sd))
+        for begin in starts:
             tried += 1
-            result = minimize(
-                target.value_and_gradient,
-                scoring(target, start, -BOUND_SD * sd, BOUND_SD * sd),
-                jac=True,
-                method="L-BFGS-B",
-                bounds=bounds,
-                options={"maxiter": 1000, "ftol": 1e-14, "gtol": 1e-8, "maxls": 50},
-            )
-            value, gradient = target.value_and_gradient(result.x)
-            on_bound = np.abs(result.x) >= BOUND_SD * sd * (1 - 1e-6)
-            projected = np.where(
-                on_bound & (np.sign(gradient) == -np.sign(result.x)), 0.0, gradient
-            )
-            ok = np.isfinite(value) and (
-                result.success or np.max(np.abs(projected)) < GRADIENT_TOLERANCE
-            )
-            if best is None or (np.isfinite(value) and value < best[1]):
-                best = (result.x, value, ok, str(result.message), on_bound.any())
-            if ok and not on_bound.any():
-                if tried == 1 or value <= best[1]:
-                    break
-        eta, ofv, converged, message, on_bound = best
-        if converged and on_bound:
+            found = _minimise(target, begin, bounds)
+            if best is None or found.value < best.value:
+                best = found
+            if best.converged and not best.on_bound:
+                break
+        eta, ofv, converged = best.eta, best.value, best.converged
+        if converged and best.on_bound:
             message = (
                 "an ETA sits on its ±5 SD bound: the data pull the estimate far from the population"
             )
         elif converged:
             message = "converged"
         else:
-            message = f"did not converge after {tried} starts: {message}"
+            message = f"did not converge after {tried} starts: {best.message}"
 
-    cov = posterior_covariance(target, eta) if len(target.dv) else model.omega.copy()
+    if not len(target.dv):
+        cov = model.omega.copy()
+    elif posterior:
+        cov = posterior_covariance(target, eta)
+    else:
+        cov = np.full((n, n), np.nan)
     ipred = target.predictions(eta[None, :])[0]
     pred = target.predictions(np.zeros((1, n)))[0]
     iwres = (target.dv - ipred) / np.sqrt(residual_variance(model, ipred))
@@ -216,28 +276,36 @@ def posterior_covariance(target: Objective, eta: np.ndarray) -> np.ndarray:
 
 def scoring(target: Objective, start: np.ndarray, lower, upper, iterations: int = 12):
     """Fisher-scoring steps from ``start``: lands next to the minimum in a few batches, so
-    that L-BFGS-B, which has the last word, needs only a few steps more."""
+    that L-BFGS-B, which has the last word, needs only a few steps more.
+
+    Each batch holds a candidate and its forward-difference neighbours: an accepted step
+    costs one simulation call, its gradient and information included."""
+    n = len(start)
     eta = np.asarray(start, float).copy()
-    n = len(eta)
-    for _ in range(iterations):
-        batch = np.vstack([eta, eta + np.eye(n) * FORWARD_STEP])
+
+    def evaluate(point):
+        batch = np.vstack([point, point + np.eye(n) * FORWARD_STEP])
         predictions = target.predictions(batch)
         values = target.values(batch, predictions)
+        return values, predictions
+
+    values, predictions = evaluate(eta)
+    for _ in range(iterations):
         if not np.all(np.isfinite(values)):
             break
         gradient = (values[1:] - values[0]) / FORWARD_STEP
         jacobian = ((predictions[1:] - predictions[0]) / FORWARD_STEP).T
         step = -np.linalg.solve(2 * information(target, predictions[0], jacobian), gradient)
+        if abs(gradient @ step) < 1e-10:
+            break  # the predicted decrease is below what the OFV can resolve
         length = 1.0
-        while length > 1e-3:
+        while length > 0.03:
             candidate = np.clip(eta + length * step, lower, upper)
-            if target.values(candidate[None, :])[0] < values[0]:
+            new_values, new_predictions = evaluate(candidate)
+            if np.isfinite(new_values[0]) and new_values[0] < values[0]:
                 break
             length /= 2
         else:
             break
-        moved = np.max(np.abs(candidate - eta))
-        eta = candidate
-        if moved < 1e-7:
-            break
+        eta, values, predictions = candidate, new_values, new_predictions
     return eta

@@ -85,7 +85,8 @@ def test_export_columns_are_exactly_the_contract(samples_loaded):
         "latest_value_ng_ml,latest_range_flag,latest_timing_flag,pct_in_range,ttr_percent,"
         "cv_percent,cd_ratio,alerts,"
         # appended optional columns: the import columns, so the export re-imports (round trip)
-        "family_name,given_name,birth_date,sex,height_cm,target_profile,ln_class"
+        "family_name,given_name,birth_date,sex,height_cm,target_profile,ln_class,"
+        "cyp3a5_expresser"  # appended optional column (PK covariate)
     )
 
 

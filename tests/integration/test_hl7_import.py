@@ -303,6 +303,32 @@ def test_kidney_labs_are_mapped_and_other_observations_ignored():
     }
 
 
+def test_hematocrit_and_body_weight_are_mapped_by_loinc_for_the_pk_models():
+    text = text_of(
+        message(
+            "M1",
+            obx(1, "4544-3", "36.5", unit="%^^UCUM", method=""),
+            obx(2, "29463-7", "61.2", unit="kg^^UCUM", method=""),
+        )
+    )
+    [result] = import_hl7_messages(text)
+    assert result.status == ACCEPTED, result.reasons
+    labs = {(lab.test, lab.unit): lab.value for lab in LabResult.objects.all()}
+    assert labs == {("hct", "%"): Decimal("36.5"), ("weight", "kg"): Decimal("61.2")}
+
+
+def test_a_hematocrit_as_a_fraction_is_an_error_for_its_message():
+    text = text_of(message("M1", obx(1, "4544-3", "0.37", unit="L/L", method="")))
+    [result] = import_hl7_messages(text)
+    assert result.status == ERROR
+    assert "OBX-6 value 'L/L'" in result.reason
+    text = text_of(message("M2", obx(1, "4544-3", "0.37", unit="%", method="")))
+    [result] = import_hl7_messages(text)
+    assert result.status == ERROR
+    assert "OBX-5 value '0.37': is not a plausible hct (10–70 %)" in result.reason
+    assert not LabResult.objects.exists()
+
+
 def test_censored_and_preliminary_labs_are_not_stored_but_noted():
     text = text_of(
         message(

@@ -55,16 +55,16 @@ def load_extra() -> None:
     files = {
         "patients": (
             "mrn,family_name,given_name,birth_date,sex,height_cm,target_profile,therapy_start,"
-            "therapy_end,ln_class\n"
+            "therapy_end,ln_class,cyp3a5_expresser\n"
             f"RT-001,Roundtrip,Tess,2012-03-04,F,151.5,ln_induction,{day(300)},{day(-800)},"
-            "III+V\n"
-            "RT-002,Bare,Bo,1970-01-01,M,,,,,\n"
+            "III+V,Yes\n"
+            "RT-002,Bare,Bo,1970-01-01,M,,,,,,\n"
         ),
         "regimens": (
-            "mrn,effective_at,formulation,frequency,daily_dose_mg,sampling_hours\n"
-            f"RT-001,{days_ago(290, 20)},IR,BID,2.5,\n"
-            f"RT-001,{days_ago(200, 8)},ER,QD,4,23.5\n"
-            f"RT-001,{days_ago(30, 8)},LCP,QD,0,\n"
+            "mrn,effective_at,formulation,frequency,daily_dose_mg,sampling_hours,dose_times\n"
+            f"RT-001,{days_ago(290, 20)},IR,BID,2.5,,07:30;19:30\n"
+            f"RT-001,{days_ago(200, 8)},ER,QD,4,23.5,\n"
+            f"RT-001,{days_ago(30, 8)},LCP,QD,0,,\n"
         ),
         "medications": (
             "mrn,drug,started_on,stopped_on\n"

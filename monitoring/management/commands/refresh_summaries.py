@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from monitoring.services import patients_refresh
+from monitoring.services import patients_refit_stale, patients_refresh
 
 
 class Command(BaseCommand):
@@ -22,3 +22,6 @@ class Command(BaseCommand):
             f"Re-judged {whole} patient(s) in full and {summary} by summary "
             f"(as of {timezone.localdate():%Y-%m-%d})."
         )
+        refitted = patients_refit_stale()
+        if refitted:
+            self.stdout.write(f"Refitted {refitted} stale model-informed forecast(s).")

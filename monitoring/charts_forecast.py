@@ -1,0 +1,84 @@
+"""The model's predicted trough on the trough chart: a line and its 80 % band.
+
+Drawn behind the measured troughs (added before them), with a legend entry that switches
+it off and on, and a hover that says what it is. The band is a light grey fill with a
+diagonal pattern, so it stays readable when the chart is printed in black and white.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.utils import timezone
+
+from . import rules
+
+BAND_FILL = "rgba(90, 90, 90, 0.16)"
+LINE_COLOUR = "#4d4d4d"
+LEGEND_NAME = "Model-predicted trough, 80 % band"
+HOVER = "%{customdata}<extra></extra>"
+
+
+def _local(iso: str) -> str:
+    return timezone.localtime(datetime.fromisoformat(iso)).strftime("%Y-%m-%d %H:%M")
+
+
+def _value(value: float, unit: str) -> float:
+    if unit == rules.NMOL_UNIT:
+        return float(rules.round_to(rules.ng_ml_to_nmol_l(Decimal(str(value))), 3))
+    return round(value, 3)
+
+
+def forecast_traces(curve: dict, unit: str, model_name: str) -> list[dict]:
+    """Plotly traces (plain dicts) for a stored forecast curve; none without one."""
+    if not curve or not curve.get("t"):
+        return []
+    x = [_local(t) for t in curve["t"]]
+    low = [_value(v, unit) for v in curve["p10"]]
+    mid = [_value(v, unit) for v in curve["median"]]
+    high = [_value(v, unit) for v in curve["p90"]]
+    shown = unit if unit != rules.NMOL_UNIT else "nmol/L"
+    hover = [
+        f"Predicted trough {m:.2f} {shown} (80 %: {lo:.2f}–{hi:.2f})<br>{model_name}"
+        for lo, m, hi in zip(low, mid, high, strict=True)
+    ]
+    common = {"legendgroup": "forecast", "meta": "forecast", "hoverinfo": "skip"}
+    return [
+        {
+            "type": "scatter",
+            "x": x,
+            "y": low,
+            "mode": "lines",
+            "line": {"width": 0, "color": LINE_COLOUR},
+            "showlegend": False,
+            "name": "80 % band, lower",
+            **common,
+        },
+        {
+            "type": "scatter",
+            "x": x,
+            "y": high,
+            "mode": "lines",
+            "line": {"width": 0, "color": LINE_COLOUR},
+            "fill": "tonexty",
+            "fillcolor": BAND_FILL,
+            "fillpattern": {"shape": "/", "fgcolor": "#9a9a9a", "size": 6, "solidity": 0.15},
+            "showlegend": False,
+            "name": "80 % band, upper",
+            **common,
+        },
+        {
+            "type": "scatter",
+            "x": x,
+            "y": mid,
+            "mode": "lines",
+            "line": {"width": 1.5, "color": LINE_COLOUR, "dash": "dash"},
+            "name": LEGEND_NAME,
+            "showlegend": True,
+            "customdata": hover,
+            "hovertemplate": HOVER,
+            "legendgroup": "forecast",
+            "meta": "forecast",
+        },
+    ]
