@@ -69,13 +69,7 @@ def _pk_fit(case, tmp_path_factory):
 SUBJECTS = [(case, subject_id) for case in CASES for subject_id in _expected(case)]
 
 # Subjects the engine does not yet get right, with what it gives; strict, so a fix shows.
-KNOWN_ETA_FAILURES = {
-    ("cptpsp_run003_lag", "11"): (
-        "the second observation is 0.003 h after the lag time; the fit stops at OFV "
-        "32.362852 with ETA_KA 0.03142, ETA_LAG 0.25908, where NONMEM (and the ODE "
-        "reference) reach OFV 32.350419 with ETA_KA 0.03301, ETA_LAG 0.25977"
-    ),
-}
+KNOWN_ETA_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def _with_known_failures(pairs, known):
