@@ -22,6 +22,7 @@ BOUND_SD = 5.0  # each η is searched within ±5 SD of its population distributi
 STEP = 1e-5  # central-difference step on η (η is on the log scale of the parameters)
 FORWARD_STEP = 1e-7  # the optimiser's forward differences: half the batch of central ones
 GRADIENT_TOLERANCE = 1e-3  # projected gradient (OFV units) accepted as a minimum
+IMPLAUSIBLE_IWRES = 10.0  # a residual this large sends the fit to its other starts
 # Scoring steps (Fisher information corrected by BFGS updates) until the predicted decrease
 # is below what the OFV resolves (relative to the OFV), or this many; L-BFGS-B then confirms.
 SCORING_ITERATIONS = 25
@@ -100,14 +101,16 @@ def objective(model: Model, subject: Subject, eta) -> float:
 
 
 def _starts(model: Model) -> list[np.ndarray]:
-    """η = 0 first, then ±1 SD along each ETA: a fixed, deterministic list."""
+    """η = 0 first, then ±1 and ±2 SD along each ETA: a fixed, deterministic list (the
+    2 SD ones reach basins a flat region hides, e.g. a lag time past an early sample)."""
     sd = np.sqrt(np.diag(model.omega))
     starts = [np.zeros(len(sd))]
-    for i in range(len(sd)):
-        for sign in (1.0, -1.0):
-            start = np.zeros(len(sd))
-            start[i] = sign * sd[i]
-            starts.append(start)
+    for distance in (1.0, 2.0):
+        for i in range(len(sd)):
+            for sign in (1.0, -1.0):
+                start = np.zeros(len(sd))
+                start[i] = sign * distance * sd[i]
+                starts.append(start)
     return starts
 
 
@@ -165,6 +168,15 @@ def _minimise(target: Objective, start: np.ndarray, bounds: list[tuple[float, fl
     return _Minimum(eta, value, converged and np.isfinite(value), on_bound, message)
 
 
+def _implausible(target: Objective, eta: np.ndarray) -> bool:
+    """A minimum that leaves some result more than IMPLAUSIBLE_IWRES residual SDs from its
+    prediction is suspect: often a basin where a lag time puts a measured concentration
+    before absorption began (prediction 0). The other starts are then tried as well."""
+    f = target.predictions(eta[None, :])[0]
+    iwres = (target.dv - f) / np.sqrt(residual_variance(target.model, f))
+    return bool(np.any(np.abs(iwres[~target.censored]) > IMPLAUSIBLE_IWRES))
+
+
 def _stationary(eta, gradient, lower, upper) -> bool:
     """The projected gradient is small: zero where an η sits on a bound and is pushed out."""
     at_lower = (eta <= lower + 1e-9) & (gradient > 0)
@@ -199,7 +211,7 @@ def fit(
             found = _minimise(target, begin, bounds)
             if best is None or found.value < best.value:
                 best = found
-            if best.converged and not best.on_bound:
+            if best.converged and not best.on_bound and not _implausible(target, best.eta):
                 break
         eta, ofv, converged = best.eta, best.value, best.converged
         if converged and best.on_bound:

@@ -199,20 +199,7 @@ BETTER_THAN_NONMEM = {
 }
 
 
-@pytest.mark.parametrize(
-    "subject_id",
-    [
-        pytest.param(
-            subject_id,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=f"the fit stops in NONMEM's local minimum (OFV {nonmem_ofv}) from its one "
-                f"start and reports it converged; a minimum with OFV {better_ofv} exists",
-            ),
-        )
-        for subject_id, nonmem_ofv, better_ofv in (("9", 117682.57, 35.08), ("17", 14759.62, 35.64))
-    ],
-)
+@pytest.mark.parametrize("subject_id", ["9", "17"])
 def test_fit_finds_the_better_minimum_where_nonmem_did_not(subject_id, tmp_path_factory):
     run = _pk_fit("cptpsp_run003_lag", tmp_path_factory)
     model, subject = run["model"], run["subjects"][subject_id]
