@@ -1,5 +1,5 @@
 """A patient's tacrolimus history as the NM-TRAN style data set of the PK engine
-(../shared/model-informed-dosing.md §3 and §5): the doses rebuilt from the regimens and the
+(docs/model-informed-dosing.md §3 and §5): the doses rebuilt from the regimens and the
 troughs' last-dose times, the troughs in ng/mL, and the covariates of the models.
 
 The engine (``monitoring.pk``) never sees a model instance: ``patient_pk_dataset`` reads the
