@@ -33,6 +33,7 @@ from .assessment import (
     drug_events,
     target_from_assignment,
 )
+from .charts_forecast import forecast_model_name, forecast_traces
 from .models import (
     Assay,
     InteractionDirection,
@@ -466,9 +467,13 @@ class TroughFigure:
     to_dict = to_plotly_json
 
 
-def trough_figure(assessment: PatientAssessment, *, unit: str = "ng/mL") -> TroughFigure:
+def trough_figure(
+    assessment: PatientAssessment, *, unit: str = "ng/mL", forecast=None
+) -> TroughFigure:
     """Troughs over time against the target band(s), with the daily dose, interacting-drug
-    and assay-change markers, and kidney labs in a panel below on the same time axis."""
+    and assay-change markers, and kidney labs in a panel below on the same time axis;
+    with a stored ``forecast`` (``PatientForecast``), the model's predicted trough and its
+    80 % band behind the troughs."""
     unit = _check_unit(unit)
     records = assessment.records
     now = assessment.now
@@ -490,6 +495,9 @@ def trough_figure(assessment: PatientAssessment, *, unit: str = "ng/mL") -> Trou
     fig = TroughFigure(unit)
     overlays = Overlays()
     _add_bands(fig, overlays, assessment, axis_start, axis_end, unit)
+    if forecast is not None and forecast.curve:
+        for trace in forecast_traces(forecast.curve, unit, forecast_model_name(forecast)):
+            fig.add_trace(trace, row=1, col=1, secondary_y=False)
     _add_troughs(fig, levels, unit)
     _add_legend_keys(fig, levels)
     _add_dose(fig, overlays, regimens, axis_end)

@@ -82,3 +82,10 @@ def forecast_traces(curve: dict, unit: str, model_name: str) -> list[dict]:
             "meta": "forecast",
         },
     ]
+
+
+def forecast_model_name(forecast) -> str:
+    """The model's short name for a hover: "Woillard 2011" from its id."""
+    model_id = forecast.model_id or ""
+    letters = model_id.rstrip("0123456789")
+    return f"{letters.capitalize()} {model_id[len(letters) :]}".strip() + " model"

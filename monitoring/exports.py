@@ -22,6 +22,7 @@ from django.utils import timezone
 from . import rules
 from .assessment import PatientAssessment, PatientRecords, end_of_day
 from .csv_safe import SafeCsvWriter
+from .forecasting import FORECAST_COLUMNS
 from .models import Patient, RecordStatus
 from .selectors import patient_records
 from .services import patients_assess
@@ -248,12 +249,27 @@ def lab_rows(as_of: date, patients: Iterable[Patient] | None = None) -> Iterator
             ]
 
 
+def forecast_rows(as_of: date, patients: Iterable[Patient] | None = None) -> Iterator[list[str]]:
+    """The stored model-informed forecast of each active patient (as of now: a forecast is
+    of the current regimen, so ``as_of`` does not apply), refitted first where stale."""
+    from . import forecasting
+    from .models import PatientForecast
+    from .services import patients_refit_stale
+
+    patients_refit_stale()
+    chosen = Patient.objects.filter(active=True) if patients is None else patients
+    stored = {f.patient_id: f for f in PatientForecast.objects.filter(patient__in=chosen)}
+    for patient in chosen.order_by("mrn") if patients is None else chosen:
+        yield forecasting.forecast_row(patient, stored.get(patient.pk))
+
+
 EXPORTS = {
     "levels": (LEVEL_COLUMNS, level_rows),
     "patients": (PATIENT_COLUMNS, patient_rows),
     "regimens": (REGIMEN_COLUMNS, regimen_rows),
     "medications": (MEDICATION_COLUMNS, medication_rows),
     "labs": (LAB_COLUMNS, lab_rows),
+    "forecast": (FORECAST_COLUMNS, forecast_rows),
 }
 
 

@@ -433,3 +433,20 @@ class TherapyEndForm(PatientRecordForm, forms.Form):
         if start and end < start:
             raise ValidationError(f"value '{end}': is before therapy_start {start}")
         return end
+
+
+class FitExclusionForm(forms.Form):
+    """Why a trough is left out of the PK fit, or taken back in."""
+
+    reason = forms.CharField(
+        label="Reason",
+        max_length=300,
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+        validators=[validation.no_control_characters],
+    )
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise ValidationError("a reason is required")
+        return reason

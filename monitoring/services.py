@@ -394,3 +394,36 @@ def alert_acknowledge(*, patient: Patient, code: str, note: str = "", user) -> A
         ack.save()
         patient_reassess(patient)
     return ack
+
+
+def level_set_fit_exclusion(*, level: TroughLevel, reason: str, exclude: bool, user=None) -> None:
+    """Leave a trough out of the PK fit (or take it back in), with the reason in the history;
+    the trough itself, its flags and its place on the chart do not change."""
+    reason = " ".join(reason.split())
+    if not reason:
+        raise rules.RuleError("reason", reason, "a reason is required")
+    level.fit_excluded_reason = reason[:300] if exclude else ""
+    level._change_reason = (
+        f"excluded from the PK fit: {reason}" if exclude else f"back in the PK fit: {reason}"
+    )[:HISTORY_REASON_LENGTH]
+    if user is not None and user.is_authenticated:
+        level._history_user = user  # not entered_by: the result's author stays who entered it
+    with transaction.atomic():
+        level.save(update_fields=["fit_excluded_reason"])
+        patient_reassess(level.patient)
+
+
+def patient_set_pk_model(*, patient: Patient, model_id: str, reason: str, user=None) -> None:
+    """Choose the patient's PK model among the shipped ones (history keeps who and why)."""
+    reason = " ".join(reason.split())
+    if not reason:
+        raise rules.RuleError("reason", reason, "a reason is required")
+    if model_id not in forecasting.pk.shipped_models():
+        raise rules.RuleError("pk_model", model_id, "not a shipped model")
+    patient.pk_model = model_id
+    patient._change_reason = f"PK model {model_id}: {reason}"[:HISTORY_REASON_LENGTH]
+    if user is not None and user.is_authenticated:
+        patient._history_user = user
+    with transaction.atomic():
+        patient.save(update_fields=["pk_model"])
+        patient_reassess(patient)

@@ -7,6 +7,7 @@ from django.urls import path
 from .views import audit as audit_views
 from .views import exports as export_views
 from .views import fhir as fhir_views
+from .views import forecast as forecast_views
 from .views import hl7_endpoint
 from .views import imports as import_views
 from .views import patient as patient_views
@@ -52,7 +53,15 @@ urlpatterns = [
         record_views.alert_acknowledge,
         name="alert_acknowledge",
     ),
+    path(
+        "patients/<int:pk>/levels/<int:level_pk>/fit/",
+        forecast_views.level_fit,
+        name="level_fit",
+    ),
+    path("patients/<int:pk>/model/", forecast_views.patient_model, name="patient_model"),
     path("patients/<int:pk>/fhir.json", fhir_views.patient_fhir, name="patient_fhir"),
+    # Forecast check: how well the models predict this clinic's troughs.
+    path("forecast-check/", forecast_views.forecast_check_page, name="forecast_check"),
     # Report: the printable report of one patient, its sign-off, the worklist's batch print.
     path("patients/<int:pk>/report/", report_views.patient_report, name="report"),
     path(

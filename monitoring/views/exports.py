@@ -21,6 +21,7 @@ TEMPLATE = "monitoring/exports.html"
 KINDS = [
     ("levels", "Trough levels: every result of every patient, with its flags"),
     ("patients", "Patients: the 36-month clock, the latest trough, metrics and alerts"),
+    ("forecast", "Forecasts: each patient's model, predicted trough and dose to consider (now)"),
 ]
 
 

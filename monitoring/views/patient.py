@@ -29,6 +29,7 @@ from .. import charts, config, rules, services, validation
 from ..alert_text import ACK_LABELS, action_text, alert_texts
 from ..assessment import LevelAssessment, PatientAssessment
 from ..audit import logs_access
+from ..forecast_display import forecast_card
 from ..forms import ErrorReasonForm, TroughLevelForm
 from ..kidney import kidney_summary
 from ..models import (
@@ -54,6 +55,7 @@ DEFAULT_UNIT = rules.CANONICAL_UNIT
 # weekly troughs made a page of half a megabyte that took most of a second to render, and
 # staff act on the recent ones: "show all" is one click away.
 LEVELS_SHOWN = 50
+FAR_FROM_MODEL_IWRES = 3  # spec §5: a residual this large is pointed out
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 ADD_FORM_ID = "add_%s"  # element ids: the add form and the row forms share field names
 
@@ -209,7 +211,8 @@ class LastDoseForm(forms.Form):
 
 @dataclass
 class LevelAction:
-    """A per-trough form open in the levels table: ``kind`` is "last_dose" or "error"."""
+    """A per-trough form open in the levels table: ``kind`` is "last_dose", "error" or
+    "fit" (leave it out of the model fit, or take it back: views/forecast.py)."""
 
     kind: str
     level: TroughLevel
@@ -263,14 +266,19 @@ class LevelRow:
     target: str
     can_add_last_dose: bool
     can_mark_error: bool
+    predicted: str = ""  # the model's individual prediction at this trough
+    far_from_model: bool = False  # |IWRES| > 3: often a wrong time or a missed dose
 
     @property
     def level(self) -> TroughLevel:
         return self.a.level
 
 
-def level_rows(assessment: PatientAssessment, unit: str) -> list[LevelRow]:
-    """Every trough, newest first, entered-in-error ones included (shown struck through)."""
+def level_rows(
+    assessment: PatientAssessment, unit: str, residuals: dict | None = None
+) -> list[LevelRow]:
+    """Every trough, newest first, entered-in-error ones included (shown struck through);
+    with the stored forecast's ``residuals``, the model's prediction beside each trough."""
     changes = charts.assay_change_notes(assessment)
     rows = []
     for a in reversed(assessment.levels):
@@ -297,9 +305,21 @@ def level_rows(assessment: PatientAssessment, unit: str) -> list[LevelRow]:
                 target=_band(a.target.low, a.target.high, unit, with_unit=False),
                 can_add_last_dose=not level.in_error and level.last_dose_at is None,
                 can_mark_error=not level.in_error,
+                **_residual_fields((residuals or {}).get(str(level.pk)), unit),
             )
         )
     return rows
+
+
+def _residual_fields(residual: list | None, unit: str) -> dict:
+    if residual is None:
+        return {}
+    ipred, iwres = residual
+    predicted = _value_in(Decimal(str(round(ipred, 4))), unit)
+    return {
+        "predicted": f"{rules.round_to(predicted, 2)}",
+        "far_from_model": abs(iwres) > FAR_FROM_MODEL_IWRES,
+    }
 
 
 @dataclass
@@ -537,6 +557,7 @@ def _page_context(
     notice: str = "",
     record: RecordFormView | None = None,
     ack_error: str = "",
+    model_error: str = "",
 ) -> dict:
     thresholds = config.load_thresholds()
     assessment = services.patient_assess(
@@ -545,7 +566,8 @@ def _page_context(
     target = assessment.current_target
     regimen = assessment.current_regimen
     can_add = request.user.has_perm("monitoring.add_troughlevel")
-    rows = level_rows(assessment, state.unit)
+    forecast = services.patient_forecast(patient, assessment)
+    rows = level_rows(assessment, state.unit, forecast.residuals if forecast else None)
     shown = rows
     if not state.all_levels and len(rows) > LEVELS_SHOWN:
         shown = rows[:LEVELS_SHOWN]
@@ -588,7 +610,12 @@ def _page_context(
         "post_change_days": thresholds.post_change_trough_days,
         "overdue_days": thresholds.overdue_days,
         "metrics": metrics_view(assessment, state, thresholds),
-        "figure": charts.figure_json(charts.trough_figure(assessment, unit=state.unit)),
+        "figure": charts.figure_json(
+            charts.trough_figure(assessment, unit=state.unit, forecast=forecast)
+        ),
+        "forecast_card": forecast_card(patient, forecast, timezone.localdate(assessment.now)),
+        "can_exclude": request.user.has_perm("monitoring.record_clinical_decision"),
+        "model_error": model_error,
         "chart_summary": charts.chart_summary(assessment, unit=state.unit),
         "rows": shown,
         "levels_total": len(rows),

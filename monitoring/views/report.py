@@ -37,6 +37,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from .. import charts, config, rules, services, validation
 from ..assessment import PatientAssessment, with_metrics_window
 from ..audit import log_bulk_access, logs_access
+from ..forecast_display import forecast_card
 from ..kidney import KidneySummary, kidney_summary
 from ..models import Patient, RecordStatus, ReportSignoff
 from ..review import added_since, person
@@ -287,6 +288,7 @@ class Report:
     drug_rows: list
     signoff: ReportSignoff | None
     kidney: KidneySummary | None = None
+    forecast: object = None  # forecast_display.ForecastCard, or None (forecasts off)
     signoff_by: str = ""
     signoff_at: str = ""
     added_since_signoff: list[str] = field(default_factory=list)
@@ -369,6 +371,9 @@ def build_report(
         drug_rows=_in_period_drugs(assessment, start),
         signoff=signoff,
     )
+    stored = services.patient_forecast(patient, assessment)
+    if stored is not None:
+        report.forecast = forecast_card(patient, stored, today)
     if signoff is not None:
         report.signoff_by = person(signoff.reviewed_by)
         report.signoff_at = _local(signoff.reviewed_at)
