@@ -919,8 +919,10 @@ def report_figure(
     start: datetime | None = None,
     width: int = REPORT_WIDTH,
     height: int = REPORT_HEIGHT,
+    forecast=None,
 ) -> go.Figure:
     """The trough chart for the printed report: a fixed size, readable in black and white.
+    With a stored ``forecast``, the model's predicted trough (dashed) and its dotted band.
 
     The target band is grey and hatched, each range verdict has its own marker shape (circle
     in range, triangle down below, triangle up above, diamond indeterminate), a hollow marker
@@ -948,6 +950,10 @@ def report_figure(
     fig = go.Figure(_validate=False)
     fig.update_layout(template="none")
     overlays = Overlays()
+    if forecast is not None and forecast.curve:
+        since = _x(axis_start)
+        for trace in forecast_traces(forecast.curve, unit, forecast_model_name(forecast), since):
+            fig.add_trace(_go_scatter(**trace))
     top = 0.0
     for period_start, period_end, target in target_periods(assessment, axis_start, axis_end):
         low = float(_in_unit(target.low, unit))

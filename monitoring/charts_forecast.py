@@ -30,10 +30,17 @@ def _value(value: float, unit: str) -> float:
     return round(value, 3)
 
 
-def forecast_traces(curve: dict, unit: str, model_name: str) -> list[dict]:
-    """Plotly traces (plain dicts) for a stored forecast curve; none without one."""
+def forecast_traces(
+    curve: dict, unit: str, model_name: str, since: str | None = None
+) -> list[dict]:
+    """Plotly traces (plain dicts) for a stored forecast curve (points after ``since``, a
+    local "YYYY-MM-DD HH:MM", when given); none without one."""
     if not curve or not curve.get("t"):
         return []
+    keep = [i for i, t in enumerate(curve["t"]) if since is None or _local(t) > since]
+    if not keep:
+        return []
+    curve = {key: [curve[key][i] for i in keep] for key in ("t", "p10", "median", "p90")}
     x = [_local(t) for t in curve["t"]]
     low = [_value(v, unit) for v in curve["p10"]]
     mid = [_value(v, unit) for v in curve["median"]]
@@ -63,7 +70,8 @@ def forecast_traces(curve: dict, unit: str, model_name: str) -> list[dict]:
             "line": {"width": 0, "color": LINE_COLOUR},
             "fill": "tonexty",
             "fillcolor": BAND_FILL,
-            "fillpattern": {"shape": "/", "fgcolor": "#9a9a9a", "size": 6, "solidity": 0.15},
+            # Dots: the target band is hatched with lines on paper, so the two stay apart.
+            "fillpattern": {"shape": ".", "fgcolor": "#6b6b6b", "size": 6, "solidity": 0.2},
             "showlegend": False,
             "name": "80 % band, upper",
             **common,

@@ -325,6 +325,7 @@ def build_report(
     target = assessment.current_target
     regimen = assessment.current_regimen
     rows = report_level_rows(assessment, start)
+    stored = services.patient_forecast(patient, assessment)
     state = PageState(window_months=period.months or 0)
     report = Report(
         patient=patient,
@@ -352,7 +353,7 @@ def build_report(
         alerts=alert_items(assessment, rules.CANONICAL_UNIT),
         dose_suggestion=dose_suggestion_text(assessment),
         metrics=metrics_view(assessment, state, thresholds),
-        figure=charts.figure_json(charts.report_figure(assessment, start=start)),
+        figure=charts.figure_json(charts.report_figure(assessment, start=start, forecast=stored)),
         figure_id=f"report-figure-{patient.pk}",
         # The sentence describes the troughs of the period, as the chart does.
         chart_summary=charts.chart_summary(
@@ -371,7 +372,6 @@ def build_report(
         drug_rows=_in_period_drugs(assessment, start),
         signoff=signoff,
     )
-    stored = services.patient_forecast(patient, assessment)
     if stored is not None:
         report.forecast = forecast_card(patient, stored, today)
     if signoff is not None:

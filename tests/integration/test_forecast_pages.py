@@ -91,7 +91,7 @@ def test_the_chart_draws_the_predicted_trough_and_band_behind_the_troughs(client
     first_trough = metas.index("troughs")
     assert max(i for i, m in enumerate(metas) if m == "forecast") < first_trough
     band = [t for t in data if t.get("fill") == "tonexty"][0]
-    assert band["fillpattern"]["shape"] == "/"  # readable in black and white
+    assert band["fillpattern"]["shape"] == "."  # readable in black and white
     line = [t for t in data if t.get("meta") == "forecast" and t.get("showlegend")][0]
     assert "80 %" in line["name"] and "Predicted trough" in line["customdata"][0]
 
@@ -164,6 +164,15 @@ def test_the_report_has_a_forecast_section(client_for):
     html = response.content.decode()
     assert "Dose forecast: model-informed" in html and "◆ consider" in html
     assert "Decision support, not an order" in html
+    printed = json.loads(
+        re.search(
+            rf'<script id="report-figure-{patient.pk}" type="application/json">(.*?)</script>',
+            html,
+            re.S,
+        ).group(1)
+    )
+    forecast = [t for t in printed["data"] if t.get("meta") == "forecast"]
+    assert len(forecast) == 3 and forecast[1]["fillpattern"]["shape"] == "."
 
 
 def test_the_forecast_export_has_one_row_per_patient(client_for, tmp_path):
