@@ -32,6 +32,7 @@ from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from . import rules
 from .models import (
     AccessLog,
     ConcomitantDrug,
@@ -120,7 +121,7 @@ def log_access(
         username=username,
         patient_id=patient_id,
         view_name=what[:40],
-        path=request.path[:200],
+        path=rules.visible(request.path)[:200],
         ip=client_ip(request),
     )
 
@@ -149,7 +150,7 @@ def log_bulk_access(
     search that found nobody is on record too), named ``"<what> search"``."""
     user, username = _who(request)
     ip = client_ip(request)
-    path = request.path[:200]
+    path = rules.visible(request.path)[:200]
 
     def row(patient_id: int | None, view_name: str, detail: str = "") -> AccessLog:
         return AccessLog(
@@ -162,7 +163,9 @@ def log_bulk_access(
             ip=ip,
         )
 
-    rows = [row(None, f"{what} search", search)] if search else []
+    # What was typed is kept as typed, control characters written as escapes: PostgreSQL
+    # refuses NUL, and a search for "\x00" is a search all the same.
+    rows = [row(None, f"{what} search", rules.visible(search))] if search else []
     rows += [row(pk, what) for pk in patient_ids]
     AccessLog.objects.bulk_create(rows, batch_size=500)
 

@@ -174,3 +174,13 @@ def test_the_admin_patient_list_logs_the_patients_shown(client_for, patient):
     assert response.status_code == 200
     assert rows_for(client.user, patient=patient, view_name="admin patient list").exists()
     assert rows_for(client.user, view_name="admin patient list search").get().detail == "q=AUD"
+
+
+def test_a_search_with_a_nul_byte_is_logged_with_the_byte_escaped(client_for, patient):
+    client = client_for("viewer")
+
+    response = client.get(reverse("monitoring:worklist"), {"q": "Doe\x00"})
+    again = client.get(reverse("monitoring:worklist"))
+
+    assert response.status_code in (200, 400) and again.status_code == 200
+    assert rows_for(client.user, view_name="worklist search").get().detail == "q=Doe\\x00"
