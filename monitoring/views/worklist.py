@@ -30,7 +30,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from .. import config, rules, services
+from .. import config, followup, rules, services
 from ..alert_text import AlertText, alert_texts, next_action
 from ..audit import client_ip
 from ..exports import fixed, iso
@@ -258,7 +258,7 @@ def worklist_row(patient: Patient, today: date, thresholds: rules.Thresholds) ->
         alerts=badges,
         next_action=patient.next_action or next_action(codes),
         next_due=patient.next_trough_due,
-        due_state=rules.due_state(patient.next_trough_due, today),
+        due_state=followup.due_state(patient.next_trough_due, today),
         signoff=_signoff(patient),
         signoff_by=person(_signoff(patient).reviewed_by) if _signoff(patient) else "",
         troughs_since=getattr(patient, "troughs_since_signoff", False),
@@ -435,7 +435,7 @@ def recall_csv(request: HttpRequest) -> HttpResponse:
                 _cell(patient.given_name),
                 patient.birth_date.isoformat(),
                 patient.next_trough_due.isoformat() if patient.next_trough_due else "",
-                rules.due_state(patient.next_trough_due, today),
+                followup.due_state(patient.next_trough_due, today),
                 iso(level.collected_at) if level else "",
                 _cell(patient.next_action),
             ]
