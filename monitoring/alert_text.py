@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import rules
+from . import followup, rules
 
 
 @dataclass(frozen=True)
@@ -174,25 +174,25 @@ def _expect(direction: str | None) -> str:
     return f" (expect the level to {direction})" if direction else ""
 
 
-def action_text(action: rules.NextAction) -> str:
+def action_text(action: followup.NextAction) -> str:
     """The next action in words: "re-check trough at steady state, due by 2026-12-20"."""
     due = f", due by {action.due:%Y-%m-%d}" if action.due else ""
-    if action.code == rules.ACTION_ADD_LAST_DOSE:
+    if action.code == followup.ACTION_ADD_LAST_DOSE:
         return "add last-dose time"
-    if action.code == rules.ACTION_RECHECK_AFTER_CHANGE:
+    if action.code == followup.ACTION_RECHECK_AFTER_CHANGE:
         return f"re-check trough at steady state{_expect(action.direction)}{due}"
-    if action.code == rules.ACTION_REPEAT_SENSITIVE_ASSAY:
+    if action.code == followup.ACTION_REPEAT_SENSITIVE_ASSAY:
         return "repeat the trough with a more sensitive assay (result censored inside the band)"
-    if action.code == rules.ACTION_RECHECK_TIMED:
+    if action.code == followup.ACTION_RECHECK_TIMED:
         return "re-check a correctly timed trough"
-    if action.code == rules.ACTION_RECHECK_STEADY:
+    if action.code == followup.ACTION_RECHECK_STEADY:
         timed = " correctly timed" if action.timed else ""
         return f"re-check a{timed} trough at steady state".replace("a trough", "trough")
-    if action.code == rules.ACTION_REVIEW_DOSE:
+    if action.code == followup.ACTION_REVIEW_DOSE:
         return "review dose"
-    if action.code == rules.ACTION_RECHECK_INTERACTION:
+    if action.code == followup.ACTION_RECHECK_INTERACTION:
         return f"re-check trough{_expect(action.direction)}{due}"
-    if action.code == rules.ACTION_ALERT and action.alert in ALERTS:
+    if action.code == followup.ACTION_ALERT and action.alert in ALERTS:
         text = ALERTS[action.alert].action
         if action.alert == rules.LEVEL_OVERDUE and action.due:
             text += f" (due {action.due:%Y-%m-%d})"

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from . import rules
+from . import followup, rules
 from .models import (
     AlertAcknowledgement,
     ConcomitantDrug,
@@ -97,9 +97,11 @@ class PatientAssessment:
     dose_suggestion: Decimal | None
     alerts: list[str] = field(default_factory=list)
     next_due: date | None = None
-    action: rules.NextAction = field(default_factory=lambda: rules.NextAction(rules.ACTION_NONE))
+    action: followup.NextAction = field(
+        default_factory=lambda: followup.NextAction(followup.ACTION_NONE)
+    )
     data_mark: str = ""
-    urgency_band: int = rules.BAND_NONE
+    urgency_band: int = followup.BAND_NONE
     problem_since: datetime | None = None
     acknowledged: dict[str, AlertAcknowledgement] = field(default_factory=dict)
 
@@ -377,7 +379,7 @@ def decide_next_action(
     latest = result.latest
     latest_at = latest.level.collected_at.astimezone(zone) if latest else None
     changes = [c.astimezone(zone) for c in change_times if c <= result.now]
-    result.next_due = rules.next_trough_due(
+    result.next_due = followup.next_trough_due(
         on_tacrolimus=on_tacrolimus,
         trough_times=[latest_at] if latest_at else [],
         change_events=changes,
@@ -394,7 +396,7 @@ def decide_next_action(
         if c <= result.now and (latest_at is None or c > latest_at)
     ]
     latest_facts = (
-        rules.LatestTrough(
+        followup.LatestTrough(
             latest_at,
             latest.range,
             latest.timing.code,
@@ -405,7 +407,7 @@ def decide_next_action(
         if latest
         else None
     )
-    result.urgency_band = rules.urgency_band(
+    result.urgency_band = followup.urgency_band(
         alerts=result.alerts,
         latest=latest_facts,
         acknowledged=set(result.acknowledged),
@@ -415,9 +417,9 @@ def decide_next_action(
     )
     # The oldest problem first within a band: the trough that raised it (none: first).
     result.problem_since = (
-        latest.level.collected_at if latest and result.urgency_band != rules.BAND_NONE else None
+        latest.level.collected_at if latest and result.urgency_band != followup.BAND_NONE else None
     )
-    result.action = rules.next_action(
+    result.action = followup.next_action(
         alerts=result.alerts,
         latest=latest_facts,
         changes_since_latest=regimen_changes if on_tacrolimus else [],

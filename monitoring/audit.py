@@ -33,8 +33,10 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from . import rules
+from .alert_text import ACK_LABELS
 from .models import (
     AccessLog,
+    AlertAcknowledgement,
     ConcomitantDrug,
     DrugCatalogEntry,
     LabResult,
@@ -204,6 +206,7 @@ HISTORY_KINDS: dict[str, tuple[str, type[models.Model], str]] = {
     "level": ("Trough level", TroughLevel, "patient_id"),
     "drug": ("Concomitant drug", ConcomitantDrug, "patient_id"),
     "lab": ("Lab result", LabResult, "patient_id"),
+    "review": ("Alert review", AlertAcknowledgement, "patient_id"),
 }
 # Stored but not editable, so simple-history's diff leaves them out; a trough's canonical
 # value is what the flags are computed from, so its changes are shown too.
@@ -305,6 +308,8 @@ def _describe(kind: str, row, lookups: _Lookups) -> str:
         return f"{text} (accession {row.accession})" if row.accession else text
     if kind == "drug":
         return f"{row.name} from {_text(row.started_on)}"
+    if kind == "review":
+        return f"{ACK_LABELS.get(row.code, row.code)} ({row.code}) at {_text(row.acknowledged_at)}"
     return (
         f"{row.get_test_display()} {_text(row.value)} {row.unit} collected "
         f"{_text(row.collected_at)}"

@@ -296,7 +296,7 @@ class RegimenChangeForm(PatientRecordForm, RegimenForm):
     reason = _reason_field(required=True, label="Reason for the change")
 
     class Meta(RegimenForm.Meta):
-        fields = ["effective_at", "formulation", "frequency", "daily_dose_mg"]
+        fields = ["effective_at", "formulation", "frequency", "daily_dose_mg", "dose_times"]
         widgets = {"effective_at": _datetime_input()}
         labels = {"effective_at": "Effective from", "daily_dose_mg": "Total daily dose (mg/day)"}
         help_texts = {"daily_dose_mg": "0 records that tacrolimus was stopped."}

@@ -22,7 +22,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from . import rules
+from . import followup, rules
 
 # An MRN never begins with '-' (or '+', already outside the alphabet): a spreadsheet would
 # take such a cell for a formula, and exports write MRNs as they are.
@@ -203,8 +203,8 @@ class Patient(TextGuard, models.Model):
     next_trough_due = models.DateField(null=True, blank=True, editable=False)
     # Alerts reviewed since the last new data (AlertAcknowledgement): shown, not ranked.
     acknowledged_codes = models.CharField(max_length=400, blank=True, editable=False)
-    # The worklist's order (rules.urgency_band), then the oldest problem first.
-    urgency_band = models.PositiveSmallIntegerField(default=rules.BAND_NONE, editable=False)
+    # The worklist's order (followup.urgency_band), then the oldest problem first.
+    urgency_band = models.PositiveSmallIntegerField(default=followup.BAND_NONE, editable=False)
     problem_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     history = HistoricalRecords(excluded_fields=PATIENT_SUMMARY_FIELDS)

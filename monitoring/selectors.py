@@ -214,7 +214,7 @@ WORKLIST_SORTS = {
 
 
 def worklist_order(sort: str = "") -> list:
-    """The worklist's order: by urgency band (``rules.urgency_band``), the oldest problem
+    """The worklist's order: by urgency band (``followup.urgency_band``), the oldest problem
     first within a band, then MRN; or by a column (``sort``, "-" first for descending),
     empty values last, MRN breaking ties."""
     key = sort.lstrip("-")

@@ -25,7 +25,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import reswap, retarget
 
-from .. import charts, config, rules, services, validation
+from .. import charts, config, followup, rules, services, validation
 from ..alert_text import ACK_LABELS, action_text, alert_texts
 from ..assessment import LevelAssessment, PatientAssessment
 from ..audit import logs_access
@@ -606,7 +606,7 @@ def _page_context(
         "dose_suggestion": dose_suggestion_text(assessment),
         "next_action": action_text(assessment.action),
         "next_due": assessment.next_due,
-        "due_state": rules.due_state(assessment.next_due, timezone.localdate(assessment.now)),
+        "due_state": followup.due_state(assessment.next_due, timezone.localdate(assessment.now)),
         "post_change_days": thresholds.post_change_trough_days,
         "overdue_days": thresholds.overdue_days,
         "metrics": metrics_view(assessment, state, thresholds),

@@ -52,7 +52,7 @@ KINDS: dict[str, RecordKind] = {
             "monitoring:target_add",
             "Set a target phase or an individualised target",
             "Set the target",
-            (DECISION,),
+            (DECISION, "monitoring.set_target"),  # targets: a clinician's decision twice over
             TargetPhaseForm,
         ),
         RecordKind(

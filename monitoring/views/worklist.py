@@ -29,7 +29,7 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from .. import config, rules, services, validation
+from .. import config, followup, rules, services, validation
 from ..alert_text import AlertText, alert_texts, next_action
 from ..audit import log_bulk_access
 from ..csv_safe import SafeCsvWriter
@@ -267,7 +267,7 @@ def worklist_row(patient: Patient, today: date, thresholds: rules.Thresholds) ->
         alerts=badges,
         next_action=patient.next_action or next_action(codes),
         next_due=patient.next_trough_due,
-        due_state=rules.due_state(patient.next_trough_due, today),
+        due_state=followup.due_state(patient.next_trough_due, today),
         signoff=_signoff(patient),
         signoff_by=person(_signoff(patient).reviewed_by) if _signoff(patient) else "",
         troughs_since=getattr(patient, "troughs_since_signoff", False),
@@ -431,7 +431,7 @@ def recall_csv(request: HttpRequest) -> HttpResponse:
                 patient.given_name,
                 patient.birth_date.isoformat(),
                 patient.next_trough_due.isoformat() if patient.next_trough_due else "",
-                rules.due_state(patient.next_trough_due, today),
+                followup.due_state(patient.next_trough_due, today),
                 iso(level.collected_at) if level else "",
                 patient.next_action,
             ]

@@ -109,3 +109,13 @@ def test_htmx_gets_the_live_fragment(clinician_client, patient):
     body = response.content.decode()
     assert body.lstrip().startswith('<div id="patient-live"')
     assert "Alert marked dose reviewed." in body
+
+
+def test_the_patient_history_lists_the_review_with_who_and_why(clinician_client, patient):
+    clinician_client.post(ack_url(patient), {"note": "adherence discussed"})
+    body = clinician_client.get(
+        reverse("monitoring:patient_history", args=[patient.pk])
+    ).content.decode()
+    assert "Alert review" in body
+    assert "dose reviewed" in body
+    assert clinician_client.user.username in body

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from monitoring import rules
+from monitoring import followup, rules
 from monitoring.alert_text import action_text
 
 NOW = datetime(2026, 6, 15, 8, 0, tzinfo=UTC)
@@ -14,8 +14,8 @@ TODAY = NOW.date()
 DUE = date(2026, 6, 29)
 
 
-def trough(range_="below", timing="valid", steady=True, days_ago=5) -> rules.LatestTrough:
-    return rules.LatestTrough(NOW - timedelta(days=days_ago), range_, timing, steady)
+def trough(range_="below", timing="valid", steady=True, days_ago=5) -> followup.LatestTrough:
+    return followup.LatestTrough(NOW - timedelta(days=days_ago), range_, timing, steady)
 
 
 CASES = [
@@ -102,7 +102,7 @@ CASES = [
     ids=[case[0] for case in CASES],
 )
 def test_next_action(alerts, latest, changes, events, expected):
-    action = rules.next_action(
+    action = followup.next_action(
         alerts=alerts,
         latest=latest,
         changes_since_latest=changes,
@@ -111,11 +111,11 @@ def test_next_action(alerts, latest, changes, events, expected):
     )
     assert action_text(action) == expected
     if latest.timing != rules.VALID or not latest.steady_state:
-        assert action.code != rules.ACTION_REVIEW_DOSE
+        assert action.code != followup.ACTION_REVIEW_DOSE
 
 
 def test_an_acknowledged_alert_no_longer_drives_the_action():
-    action = rules.next_action(
+    action = followup.next_action(
         alerts=["trough_below_range", "level_overdue"],
         latest=trough("below"),
         due=DUE,
@@ -155,7 +155,7 @@ DUE_CASES = [
     ids=[case[0] for case in DUE_CASES],
 )
 def test_next_trough_due(troughs, changes, expected):
-    due = rules.next_trough_due(
+    due = followup.next_trough_due(
         on_tacrolimus=True, trough_times=troughs, change_events=changes, today=TODAY
     )
     assert due == expected
@@ -163,7 +163,9 @@ def test_next_trough_due(troughs, changes, expected):
 
 def test_no_trough_is_due_off_tacrolimus():
     assert (
-        rules.next_trough_due(on_tacrolimus=False, trough_times=[], change_events=[], today=TODAY)
+        followup.next_trough_due(
+            on_tacrolimus=False, trough_times=[], change_events=[], today=TODAY
+        )
         is None
     )
 
@@ -179,4 +181,4 @@ def test_no_trough_is_due_off_tacrolimus():
     ],
 )
 def test_due_state(due, state):
-    assert rules.due_state(due, TODAY) == state
+    assert followup.due_state(due, TODAY) == state

@@ -7,13 +7,13 @@ from decimal import Decimal
 
 import pytest
 
-from monitoring import rules
+from monitoring import followup
 
 AT = datetime(2026, 6, 1, 8, tzinfo=UTC)
 
 
 def latest(value, comparator="", timing="valid", steady=True, range_="below"):
-    return rules.LatestTrough(AT, range_, timing, steady, Decimal(value), comparator)
+    return followup.LatestTrough(AT, range_, timing, steady, Decimal(value), comparator)
 
 
 CASES = [
@@ -90,24 +90,24 @@ CASES = [
     ids=[case[0] for case in CASES],
 )
 def test_urgency_band(alerts, trough, acknowledged, band):
-    assert rules.urgency_band(alerts=alerts, latest=trough, acknowledged=acknowledged) == band
+    assert followup.urgency_band(alerts=alerts, latest=trough, acknowledged=acknowledged) == band
 
 
 def test_the_critical_thresholds_are_arguments():
     trough = latest("12", range_="above")
     alerts = ["trough_above_range"]
-    assert rules.urgency_band(alerts=alerts, latest=trough) == rules.BAND_OUT_OF_RANGE
+    assert followup.urgency_band(alerts=alerts, latest=trough) == followup.BAND_OUT_OF_RANGE
     assert (
-        rules.urgency_band(alerts=alerts, latest=trough, critical_high=Decimal("12"))
-        == rules.BAND_CRITICAL
+        followup.urgency_band(alerts=alerts, latest=trough, critical_high=Decimal("12"))
+        == followup.BAND_CRITICAL
     )
 
 
 def test_a_dose_change_after_the_latest_trough_moves_it_to_the_waiting_band():
     alerts = ["trough_above_range"]
     trough = latest("16", range_="above")
-    assert rules.urgency_band(alerts=alerts, latest=trough) == rules.BAND_CRITICAL
+    assert followup.urgency_band(alerts=alerts, latest=trough) == followup.BAND_CRITICAL
     assert (
-        rules.urgency_band(alerts=alerts, latest=trough, changed_since_latest=True)
-        == rules.BAND_OTHER
+        followup.urgency_band(alerts=alerts, latest=trough, changed_since_latest=True)
+        == followup.BAND_OTHER
     )
