@@ -34,6 +34,7 @@ def admin_patient_post(mrn: str = "ADM-1") -> dict:
         "ln_class": "IV",
         "active": "on",
         "therapy_start": "2024-01-01",
+        "cyp3a5_expresser": "unknown",
         "therapy_end": "",
         "anchor_date": "",
         "anchor_reason": "",
