@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+app_name = "smart"
+
+urlpatterns = [
+    path("launch", views.launch, name="launch"),
+    path("start", views.start, name="start"),
+    path("callback", views.callback, name="callback"),
+    path("", views.context, name="context"),
+]
