@@ -174,18 +174,23 @@ def verify_id_token(server: SmartServer, config: dict[str, Any], id_token: str) 
             "no_jwks", "The EHR publishes no keys to check the user's identity.", status=502
         )
     try:
-        key = jwt.PyJWKClient(jwks_uri, timeout=TIMEOUT).get_signing_key_from_jwt(id_token)
-        options = {"require": ["exp", "iat", "aud"]}
+        keys = jwt.PyJWKSet.from_dict(
+            _get(jwks_uri, "keys", headers={"Accept": "application/json"})
+        )
+        kid = jwt.get_unverified_header(id_token).get("kid")
+        candidates = [k for k in keys.keys if kid is None or k.key_id == kid]
+        if not candidates:
+            raise jwt.InvalidTokenError("no key with this kid")
         return jwt.decode(
             id_token,
-            key.key,
+            candidates[0].key,
             algorithms=["RS256", "RS384", "ES256", "ES384"],
             audience=server.client_id,
             issuer=config.get("issuer") or None,
-            options=options,
+            options={"require": ["exp", "iat", "aud"]},
             leeway=60,
         )
-    except (jwt.PyJWTError, requests.RequestException, OSError):
+    except (jwt.PyJWTError, SmartError):
         raise SmartError(
             "bad_id_token", "The EHR's identity token could not be verified.", status=403
         ) from None

@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from django.db import transaction
 from django.utils import timezone
 
 from monitoring.models import Patient
@@ -250,3 +251,97 @@ def log_launch(launch: SmartLaunch) -> None:
         launch.user_id,
         launch.patient_id or "not matched",
     )
+
+
+GENDER_TO_SEX = {"female": "F", "male": "M", "other": "X"}
+
+
+def patient_create_from_ehr(launch: SmartLaunch, *, user) -> list[str]:
+    """Create our patient from the launch's EHR Patient through the patients importer (same
+    validation as a CSV row); the problems, or [] once created and attached to the launch."""
+    from monitoring.importers import run_csv_import
+    from monitoring.models import Source
+
+    if launch.patient is not None:
+        return []
+    resource = read(launch, f"Patient/{launch.ehr_patient_id}")
+    if resource.get("id") != launch.ehr_patient_id:
+        raise SmartError(
+            "patient_mismatch", "The EHR returned a different patient than the launch.", status=502
+        )
+    summary = patient_summary(launch.server, resource)
+    if not summary["mrn"]:
+        return ["The EHR record has no MRN identifier: create the patient in the back office."]
+    sex = GENDER_TO_SEX.get(summary["gender"], "")
+    rows = [
+        summary["mrn"],
+        summary["family_name"],
+        summary["given_name"],
+        summary["birth_date"],
+        sex,
+    ]
+    text = "mrn,family_name,given_name,birth_date,sex\n" + ",".join(
+        '"' + value.replace('"', '""') + '"' for value in rows
+    )
+    report = run_csv_import("patients", text.encode(), user=user, source=Source.FHIR)
+    if not report.ok:
+        return [f"{p.column} value '{p.value}': {p.message}" for p in report.problems]
+    launch.patient = Patient.objects.get(mrn=summary["mrn"])
+    launch.save(update_fields=["patient"])
+    return []
+
+
+def pending_proposals(launch: SmartLaunch):
+    from .models import ProposalStatus, RegimenProposal
+
+    if launch.patient is None:
+        return RegimenProposal.objects.none()
+    return RegimenProposal.objects.filter(
+        patient=launch.patient, server=launch.server, status=ProposalStatus.PENDING
+    )
+
+
+def proposal_dismiss(proposal, *, user) -> None:
+    from .models import ProposalStatus
+
+    proposal.status = ProposalStatus.DISMISSED
+    proposal.decided_by = user
+    proposal.decided_at = timezone.now()
+    proposal.save(update_fields=["status", "decided_by", "decided_at"])
+
+
+def proposal_confirm(proposal, *, user, data) -> list[str]:
+    """The clinician's checked values become a regimen through the regimens importer (same
+    validation as a CSV row); the problems, or [] once confirmed."""
+    from monitoring import config, validation
+    from monitoring.importers.kinds import Context, RegimenImporter, RowErrors
+    from monitoring.models import Regimen, Source
+    from monitoring.services import patients_reassess
+
+    from .models import ProposalStatus
+
+    row = {
+        "mrn": proposal.patient.mrn,
+        "effective_at": (data.get("effective_at") or "").strip(),
+        "formulation": (data.get("formulation") or "").strip(),
+        "frequency": (data.get("frequency") or "").strip(),
+        "daily_dose_mg": (data.get("daily_dose_mg") or "").strip(),
+    }
+    ctx = Context(thresholds=config.load_thresholds(), user=user, source=Source.FHIR)
+    try:
+        with transaction.atomic():
+            RegimenImporter(ctx).import_row(row)
+            regimen = Regimen.objects.filter(
+                patient=proposal.patient,
+                status="active",
+                effective_at=validation.parse_datetime(row["effective_at"], "effective_at"),
+            ).first()
+            proposal.status = ProposalStatus.CONFIRMED
+            proposal.decided_by = user
+            proposal.decided_at = timezone.now()
+            proposal.regimen = regimen
+            proposal.save(update_fields=["status", "decided_by", "decided_at", "regimen"])
+            patients_reassess(Patient.objects.filter(pk=proposal.patient_id))
+    except RowErrors as exc:
+        return [f"{e.field} value '{e.value}': {e.message}" for e in exc.errors]
+    return []

@@ -7,15 +7,16 @@ from __future__ import annotations
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required, permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from monitoring.audit import log_access
 
-from . import services
+from . import fhir_import, services
+from .embedding import frameable
 from .errors import SmartError
-from .models import SmartLaunch, SmartServer
+from .models import ProposalStatus, RegimenProposal, SmartLaunch, SmartServer
 
 SESSION_STATE = "smart_state"
 SESSION_LAUNCH = "smart_launch"
@@ -45,6 +46,7 @@ def _begin(
     return HttpResponseRedirect(url)
 
 
+@frameable
 @require_GET
 @login_not_required
 def launch(request: HttpRequest) -> HttpResponse:
@@ -62,6 +64,7 @@ def launch(request: HttpRequest) -> HttpResponse:
     return _begin(request, server, SmartLaunch.EHR, launch_token)
 
 
+@frameable
 @require_GET
 @login_not_required
 def start(request: HttpRequest) -> HttpResponse:
@@ -78,6 +81,7 @@ def start(request: HttpRequest) -> HttpResponse:
     return _begin(request, server, SmartLaunch.STANDALONE)
 
 
+@frameable
 @require_GET
 @login_not_required
 def callback(request: HttpRequest) -> HttpResponse:
@@ -120,16 +124,98 @@ def current_launch(request: HttpRequest) -> SmartLaunch:
     return launch
 
 
+@frameable
 @require_GET
 @permission_required("monitoring.view_patient", raise_exception=True)
 def context(request: HttpRequest) -> HttpResponse:
-    """The launched patient: ours if matched, what the EHR says about them otherwise."""
-    try:
-        launch = current_launch(request)
-    except SmartError as error:
-        return _refuse(request, error)
+    """The launched patient: ours if matched (with a preview of what the EHR has that we do
+    not), what the EHR says about them otherwise."""
+    launch = _launch_or_refuse(request)
+    if isinstance(launch, HttpResponse):
+        return launch
+    report, error = None, ""
+    if launch.patient is not None:
+        try:
+            report = fhir_import.ehr_import(launch, user=request.user, dry_run=True)
+        except SmartError as exc:
+            services.log_refusal(exc, server=launch.server)
+            error = exc.message
+        log_access(request, launch.patient, "smart")
     return render(
         request,
         "smart/context.html",
-        {"launch": launch, "ehr_patient": request.session.get("smart_ehr_patient") or {}},
+        {
+            "launch": launch,
+            "ehr_patient": request.session.get("smart_ehr_patient") or {},
+            "report": report,
+            "error": error,
+            "proposals": services.pending_proposals(launch),
+        },
     )
+
+
+def _launch_or_refuse(request: HttpRequest) -> SmartLaunch | HttpResponse:
+    try:
+        return current_launch(request)
+    except SmartError as error:
+        return _refuse(request, error)
+
+
+@frameable
+@require_POST
+@permission_required("monitoring.import_data", raise_exception=True)
+def import_records(request: HttpRequest) -> HttpResponse:
+    """Write what the preview showed (all or nothing); refused if the EHR changed since."""
+    launch = _launch_or_refuse(request)
+    if isinstance(launch, HttpResponse):
+        return launch
+    try:
+        report = fhir_import.ehr_import(
+            launch,
+            user=request.user,
+            dry_run=False,
+            fingerprint=request.POST.get("fingerprint", ""),
+        )
+    except SmartError as error:
+        return _refuse(request, error, launch.server)
+    log_access(request, launch.patient, "smart import")
+    return render(
+        request,
+        "smart/imported.html",
+        {"launch": launch, "report": report},
+        status=200 if report.written else 400,
+    )
+
+
+@frameable
+@require_POST
+@permission_required("monitoring.import_data", raise_exception=True)
+def patient_create(request: HttpRequest) -> HttpResponse:
+    """Create our patient from the EHR's Patient (read again from the EHR, not from the form)."""
+    launch = _launch_or_refuse(request)
+    if isinstance(launch, HttpResponse):
+        return launch
+    try:
+        problems = services.patient_create_from_ehr(launch, user=request.user)
+    except SmartError as error:
+        return _refuse(request, error, launch.server)
+    if problems:
+        return render(request, "smart/refused.html", {"message": "; ".join(problems)}, status=400)
+    log_access(request, launch.patient, "smart launch")
+    return HttpResponseRedirect(reverse("smart:context"))
+
+
+@frameable
+@require_POST
+@permission_required("smart.confirm_regimenproposal", raise_exception=True)
+def proposal_decide(request: HttpRequest, pk: int) -> HttpResponse:
+    """A clinician confirms an EHR order as a regimen (with the values they checked) or
+    dismisses it."""
+    proposal = get_object_or_404(RegimenProposal, pk=pk, status=ProposalStatus.PENDING)
+    if request.POST.get("decision") == "dismiss":
+        services.proposal_dismiss(proposal, user=request.user)
+        return HttpResponseRedirect(reverse("smart:context"))
+    problems = services.proposal_confirm(proposal, user=request.user, data=request.POST)
+    if problems:
+        return render(request, "smart/refused.html", {"message": "; ".join(problems)}, status=400)
+    return HttpResponseRedirect(reverse("smart:context"))

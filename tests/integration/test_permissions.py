@@ -46,6 +46,7 @@ CAPABILITIES: dict[str, set[str]] = {
     "sign_off": {"clinician", "superuser"},
     "import": {"data_entry", "superuser"},
     "audit": {"superuser"},
+    "confirm_dose": {"clinician", "superuser"},
     "interface": set(),  # a bearer token, never a session
 }
 
@@ -86,6 +87,9 @@ URLS: dict[str, Rule] = {
     "smart:start": Rule("public"),
     "smart:callback": Rule("public"),
     "smart:context": Rule("read"),
+    "smart:import": Rule("import", "POST"),
+    "smart:patient_create": Rule("import", "POST"),
+    "smart:proposal_decide": Rule("confirm_dose", "POST"),
 }
 
 # The back office (Django admin, staff only): what each staff role may do per model:
