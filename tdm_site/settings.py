@@ -109,6 +109,9 @@ MIDDLEWARE = [
     # Above sessions and auth, which query the database: an unreachable database becomes a
     # plain 503 page, a refused write (IntegrityError) a 409, never a 500 with a traceback.
     "monitoring.middleware.DatabaseErrorMiddleware",
+    # SMART pages inside an EHR's iframe: their own Path=/smart/; SameSite=None session and
+    # CSRF cookies (smart/embedding.py); the site's cookies stay Lax. Outside sessions/CSRF.
+    "smart.embedding.SmartCookieMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
