@@ -2,10 +2,10 @@
 
 Cookies: an iframe on the EHR's site is a third-party context, where the site's own
 ``SameSite=Lax`` cookies are not sent. Under ``/smart/`` only, a request that carries no
-session cookie of the site gets its own pair (``smart_sessionid``, ``smart_csrftoken``) with
-``Path=/smart/; SameSite=None; Secure``: the rest of the site never receives them, and its
-own cookies keep ``SameSite=Lax``. A top-level visit that has the site's cookies keeps using
-them.
+session cookie of the site gets its own pair (``smart_sessionid``, ``smart_csrftoken``)
+with ``Path=/smart/; SameSite=None; Secure; Partitioned``: the rest of the site never
+receives them, and its own cookies keep ``SameSite=Lax``. A top-level visit that has the
+site's cookies keeps using them.
 
 Framing: SMART views are wrapped by ``frameable``: ``X-Frame-Options`` is left off and CSP
 ``frame-ancestors`` lists the origins registered for the active EHR servers (or ``'none'``).
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from http.cookies import Morsel
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -65,7 +66,25 @@ class SmartCookieMiddleware:
                     # keeps Lax (top-level launches still work there).
                     samesite="None" if secure else "Lax",
                 )
+                if secure:
+                    response.cookies[smart_name] = _partitioned(response.cookies[smart_name])
         return response
+
+
+class _PartitionedMorsel(Morsel):
+    """A cookie with CHIPS' ``Partitioned`` attribute (Python's Morsel learns it only in
+    3.14): browsers that block third-party cookies (Chrome's incognito, and by default in
+    more and more browsers) still keep a partitioned one, for this EHR's site only."""
+
+    def OutputString(self, attrs=None) -> str:  # noqa: N802 - the base class's name
+        return super().OutputString(attrs) + "; Partitioned"
+
+
+def _partitioned(morsel: Morsel) -> Morsel:
+    copy = _PartitionedMorsel()
+    copy.update(morsel)
+    copy.set(morsel.key, morsel.value, morsel.coded_value)
+    return copy
 
 
 def frame_ancestors() -> list[str]:

@@ -69,8 +69,8 @@ PATIENT_RESOURCE = {
 }
 
 
-@pytest.fixture(name="fake_ehr")
-def fake_ehr_fixture(live_server, settings, user_factory) -> FakeEhr:
+def build_fake_ehr(settings, user_factory, app_url: str, ehr_url: str) -> FakeEhr:
+    """Configure the Fake EHR at ``ehr_url`` and register it with the app at ``app_url``."""
     from django.contrib.auth import get_user_model
     from oauth2_provider.models import get_application_model
 
@@ -80,9 +80,6 @@ def fake_ehr_fixture(live_server, settings, user_factory) -> FakeEhr:
 
     from .views import EHR_USERNAME
 
-    port = urlsplit(live_server.url).port
-    app_url = f"http://localhost:{port}"
-    ehr_url = f"http://127.0.0.1:{port}/ehr"
     fhir_base = f"{ehr_url}/fhir"
     settings.ROOT_URLCONF = "tests.fake_ehr.urls"
     settings.OAUTH2_PROVIDER = {
@@ -118,13 +115,16 @@ def fake_ehr_fixture(live_server, settings, user_factory) -> FakeEhr:
         skip_authorization=True,
         user=ehr_user,
     )
+    ehr_origin = "/".join(ehr_url.split("/")[:3])
     server = SmartServer.objects.create(
         name="Fake EHR",
         issuer=fhir_base,
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
         mrn_identifier_system="urn:oid:1.2.3.4.mrn",
-        frame_origins="https://ehr.example.org",
+        frame_origins=ehr_origin
+        if ehr_origin.startswith("https://")
+        else "https://ehr.example.org",
     )
     user = user_factory(groups=["clinician", "data_entry"], username="dr_smart")
     SmartUserLink.objects.create(server=server, fhir_user="Practitioner/dr-1", user=user)
@@ -134,5 +134,13 @@ def fake_ehr_fixture(live_server, settings, user_factory) -> FakeEhr:
         user=user,
     )
     assert report.written, report.problems
-    yield FakeEhr(app_url, ehr_url, fhir_base, server, user, Patient.objects.get(mrn="SMART-1"))
+    return FakeEhr(app_url, ehr_url, fhir_base, server, user, Patient.objects.get(mrn="SMART-1"))
+
+
+@pytest.fixture(name="fake_ehr")
+def fake_ehr_fixture(live_server, settings, user_factory) -> FakeEhr:
+    port = urlsplit(live_server.url).port
+    yield build_fake_ehr(
+        settings, user_factory, f"http://localhost:{port}", f"http://127.0.0.1:{port}/ehr"
+    )
     state.reset()

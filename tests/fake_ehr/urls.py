@@ -26,6 +26,7 @@ urlpatterns = [
     path("ehr/fhir/Patient/<str:pk>", views.patient_read),
     path("ehr/fhir/<str:resource_type>", views.search),
     path("ehr/authorize", views.authorize),
+    path("ehr/chart", views.launch_page),
     path("ehr/token", views.token),
     path("ehr/o/", include(oauth_patterns)),
     *site_urlpatterns,

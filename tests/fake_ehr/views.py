@@ -193,3 +193,27 @@ def search(request, resource_type: str):
             continue
         found.append({k: v for k, v in resource.items() if k != "_served_as_patient"})
     return _bundle(found)
+
+
+@login_not_required
+def launch_page(request):
+    """The EHR's own page: the app in an iframe (EHR launch), and, to show the difference,
+    one of the app's ordinary pages in another iframe (which must refuse to be framed)."""
+    from urllib.parse import urlencode
+
+    app = request.GET.get("app", "")
+    query = urlencode({"iss": f"{_base(request)}/fhir", "launch": "launch-ctx-1"})
+    html = (
+        "<!doctype html><html lang='en'><head><title>Fake EHR</title></head><body>"
+        "<h1>Fake EHR chart</h1>"
+        f"<iframe id='app' name='app' title='TDM app' src='{app}/smart/launch?{query}' "
+        "width='1000' height='700'></iframe>"
+        f"<iframe id='site' name='site' title='TDM site' src='{app}/accounts/login/' "
+        "width='600' height='300'></iframe>"
+        "</body></html>"
+    )
+    response = HttpResponse(html)
+    # This page belongs to the EHR, not to the app: the app's policy does not apply to it.
+    response._csp_exempt = True
+    response.xframe_options_exempt = True
+    return response

@@ -72,6 +72,7 @@ def test_smart_routes_get_their_own_same_site_none_secure_cookies(server, settin
     assert cookie["samesite"] == "None"
     assert cookie["secure"] is True
     assert cookie["httponly"] is True
+    assert cookie.output().endswith("; Partitioned")  # kept where third-party cookies are not
     assert "sessionid" not in response.cookies
     # The site's pages never see the SMART cookie: the path keeps browsers from sending it,
     # and a request to them without the site's own cookie is anonymous.
