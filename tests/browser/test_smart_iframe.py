@@ -7,6 +7,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import connections
 
 from tests.fake_ehr import state
 from tests.fake_ehr.fixtures import build_fake_ehr
@@ -57,3 +58,6 @@ def test_the_ehr_frames_the_launch_and_the_rest_of_the_site_refuses(
             context.close()
             state.reset()
     assert fake.server.launches.count() == 1
+    # The set-up ran while Playwright's loop did: close that connection, or PostgreSQL
+    # cannot drop the test database at the end of the run.
+    connections.close_all()
