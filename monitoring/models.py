@@ -339,6 +339,7 @@ class Source(models.TextChoices):
     MANUAL = "manual", "Manual entry"
     CSV = "csv", "CSV import"
     HL7 = "hl7", "HL7 interface"
+    FHIR = "fhir", "EHR (SMART on FHIR)"
 
 
 class ClinicalRecord(TextGuard, models.Model):

@@ -4,6 +4,7 @@ Defaults are safe for production (DEBUG off, HTTPS-only cookies, HSTS) except wh
 development or test run needs otherwise; README.md lists every variable.
 """
 
+import importlib.util
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -91,7 +92,13 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "monitoring",
+    # SMART on FHIR launch from the hospital record (smart/, docs/smart-on-fhir.md).
+    "smart",
 ]
+# The Fake EHR that the SMART tests run against (tests/fake_ehr): an OAuth server built with
+# django-oauth-toolkit, a test-only package (requirements-dev.txt). Never in production.
+if TESTING and importlib.util.find_spec("oauth2_provider") is not None:
+    INSTALLED_APPS += ["oauth2_provider", "tests.fake_ehr"]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -106,6 +113,9 @@ MIDDLEWARE = [
     # Above sessions and auth, which query the database: an unreachable database becomes a
     # plain 503 page, a refused write (IntegrityError) a 409, never a 500 with a traceback.
     "monitoring.middleware.DatabaseErrorMiddleware",
+    # SMART pages inside an EHR's iframe: their own Path=/smart/; SameSite=None session and
+    # CSRF cookies (smart/embedding.py); the site's cookies stay Lax. Outside sessions/CSRF.
+    "smart.embedding.SmartCookieMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Above the CSRF check, which parses the body: an upload declared over the limit is

@@ -25,5 +25,6 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("healthz", healthz, name="healthz"),
+    path("smart/", include("smart.urls")),
     path("", include("monitoring.urls")),
 ]

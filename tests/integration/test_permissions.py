@@ -49,6 +49,7 @@ CAPABILITIES: dict[str, set[str]] = {
     "import": {"data_entry", "superuser"},
     "export": {"data_entry", "superuser"},
     "audit": {"superuser"},
+    "confirm_dose": {"clinician", "superuser"},
     "interface": set(),  # a bearer token, never a session
 }
 
@@ -95,6 +96,15 @@ URLS: dict[str, Rule] = {
     "monitoring:export": Rule("export"),
     "monitoring:access_log": Rule("audit"),
     "monitoring:access_log_csv": Rule("audit"),
+    # SMART on FHIR: the EHR's browser redirect arrives without a session of ours; the
+    # callback then signs in only an account linked to the EHR user.
+    "smart:launch": Rule("public"),
+    "smart:start": Rule("public"),
+    "smart:callback": Rule("public"),
+    "smart:context": Rule("read"),
+    "smart:import": Rule("import", "POST"),
+    "smart:patient_create": Rule("import", "POST"),
+    "smart:proposal_decide": Rule("confirm_dose", "POST"),
 }
 
 # The back office (Django admin, staff only): what each staff role may do per model:
@@ -111,6 +121,7 @@ ADMIN_MODELS: dict[str, dict[str, str]] = {
     "monitoring.drugcatalogentry": {"data_entry": "v", "superuser": "vacd"},
     "monitoring.rulesetting": {"data_entry": "", "superuser": "vc"},
     "monitoring.interfacetoken": {"data_entry": "", "superuser": "vac"},
+    "smart.smartserver": {"data_entry": "", "superuser": "vac"},
     "auth.user": {"data_entry": "", "superuser": "vacd"},
     "auth.group": {"data_entry": "", "superuser": "vacd"},
     "axes.accessattempt": {"data_entry": "", "superuser": "vcd"},
@@ -196,6 +207,11 @@ def world():
     from monitoring.models import InterfaceToken
 
     InterfaceToken.issue("lab feed")
+    from smart.models import SmartServer
+
+    SmartServer.objects.create(
+        name="EHR", issuer="https://ehr.example.org/fhir", client_id="c", client_secret="s"
+    )
     User.objects.create_user("someone-else")
     AccessAttempt.objects.create(
         username="x",
