@@ -69,11 +69,12 @@ def test_the_preview_lists_what_is_new_and_writes_nothing(fake_ehr: FakeEhr):
     page = fake_ehr.launch()
     assert page.status_code == 200, page.text
     text = page.text
-    assert "Import 6 new records" in text  # 3 troughs, creatinine, eGFR, one order
+    assert "Import 7 new records" in text  # 3 troughs, creatinine, eGFR, hematocrit, one order
     assert "Observation/obs-t1 (version 1)" in text and "tacrolimus 5.2 ng/mL" in text
     assert "tacrolimus &lt;2.0 ng/mL" in text
     assert "no value (haemolysed), not imported" in text
-    assert "hct (LOINC 4544-3) is not a lab test of this site yet" in text
+    # Hematocrit (LOINC 4544-3) is a lab test here (a PK covariate): read like the others.
+    assert "hct 38 % collected 2026-11-02T08:00:00+00:00</td><td>new" in text
     assert "new order: to confirm" in text
     assert not TroughLevel.objects.exists()
     assert not LabResult.objects.exists()
@@ -93,7 +94,7 @@ def test_importing_writes_through_the_importers_and_twice_changes_nothing(fake_e
     page = fake_ehr.launch(browser)
     response = _import(fake_ehr, browser, page)
     assert response.status_code == 200, response.text
-    assert "6 new" not in response.text and "Imported for SMART-1: 5 new" in response.text
+    assert "7 new" not in response.text and "Imported for SMART-1: 6 new" in response.text
     levels = TroughLevel.objects.filter(patient=fake_ehr.patient).order_by("collected_at")
     assert [(lv.comparator, lv.value_ng_ml.normalize()) for lv in levels] == [
         ("", Decimal("5.2")),
@@ -104,7 +105,8 @@ def test_importing_writes_through_the_importers_and_twice_changes_nothing(fake_e
     assert {lv.entered_by for lv in levels} == {fake_ehr.user}
     assert levels[0].timing_flag == "unknown"  # no last-dose time from an EHR result
     labs = {lab.test: lab for lab in LabResult.objects.all()}
-    assert set(labs) == {"creatinine", "egfr"}
+    assert set(labs) == {"creatinine", "egfr", "hct"}
+    assert (labs["hct"].value, labs["hct"].unit) == (Decimal("38"), "%")
     assert labs["egfr"].unit == "mL/min/1.73m2"
     proposal = RegimenProposal.objects.get()
     assert (proposal.daily_dose_mg, proposal.frequency, proposal.formulation) == (
@@ -123,7 +125,7 @@ def test_importing_writes_through_the_importers_and_twice_changes_nothing(fake_e
         LabResult.objects.count(),
         RegimenProposal.objects.count(),
     )
-    assert counts == (3, 2, 1)
+    assert counts == (3, 3, 1)
     assert TroughLevel.history.count() == 3
 
 
