@@ -77,7 +77,9 @@ def build_schedule(subject: Subject, start: np.ndarray) -> Schedule:
     past = np.floor((times - start) / safe_ii + TOLERANCE_H)  # (S, D), meaningful where SS
     first_q = np.where(steady, past + 1, 0.0)
     reset_columns = np.flatnonzero(steady)
-    reset_at = np.searchsorted(breakpoints, times[reset_columns] + TOLERANCE_H, "right") - 1
+    # A steady-state record is a breakpoint itself: the reset belongs to its own time (a
+    # breakpoint a hair later, within the tolerance, must not take it).
+    reset_at = np.searchsorted(breakpoints, times[reset_columns])
     reset_since = times[reset_columns] - (start + past * ii)[:, reset_columns]
 
     first_interval = np.searchsorted(breakpoints, times + TOLERANCE_H, side="right") - 1
