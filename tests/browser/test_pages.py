@@ -147,6 +147,7 @@ def test_add_a_trough_inline_updates_table_and_chart(demo, clinician):
     assert page.locator(".js-plotly-plot").count() == 1  # redrawn in place, not added
 
 
+@pytest.mark.forecast  # the README shows the page as a clinic sees it, forecast card included
 def test_screenshots_for_the_readme(demo, clinician, docs_dir):
     """docs/worklist.png and docs/patient.png, shown in the README: the demo data, at the
     1280 × 900 viewport; the patient page down to the end of its chart."""
