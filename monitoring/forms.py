@@ -435,18 +435,9 @@ class TherapyEndForm(PatientRecordForm, forms.Form):
         return end
 
 
-class FitExclusionForm(forms.Form):
-    """Why a trough is left out of the PK fit, or taken back in."""
+class FitExclusionForm(ErrorReasonForm):
+    """Why a trough is left out of the PK fit, or taken back in: a reason, as for an error."""
 
-    reason = forms.CharField(
-        label="Reason",
-        max_length=300,
-        widget=forms.TextInput(attrs={"autocomplete": "off"}),
-        validators=[validation.no_control_characters],
-    )
-
-    def clean_reason(self):
-        reason = self.cleaned_data["reason"].strip()
-        if not reason:
-            raise ValidationError("a reason is required")
-        return reason
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].label = "Reason"

@@ -6,7 +6,7 @@ CSS page-margin boxes print the patient's MRN and name at the top of every page 
 patient, so each report is a CSS named page (``page: report-<pk>``) whose ``@page`` rule the
 view writes into a ``<style>`` element, every character escaped (``css_string``).
 
-The chart is ``charts.report_figure``: fixed size, black and white. The clinician's
+The chart is ``charts_report.report_figure``: fixed size, black and white. The clinician's
 interpretation and sign-off is a ``ReportSignoff`` (one per patient, history kept);
 only users with ``monitoring.sign_off_report`` (the clinician group) may save it.
 
@@ -34,7 +34,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_http_methods, require_safe
 
-from .. import charts, config, rules, services, validation
+from .. import charts, charts_report, config, rules, services, validation
 from ..assessment import PatientAssessment, with_metrics_window
 from ..audit import log_bulk_access, logs_access
 from ..forecast_display import forecast_card
@@ -353,7 +353,9 @@ def build_report(
         alerts=alert_items(assessment, rules.CANONICAL_UNIT),
         dose_suggestion=dose_suggestion_text(assessment),
         metrics=metrics_view(assessment, state, thresholds),
-        figure=charts.figure_json(charts.report_figure(assessment, start=start, forecast=stored)),
+        figure=charts.figure_json(
+            charts_report.report_figure(assessment, start=start, forecast=stored)
+        ),
         figure_id=f"report-figure-{patient.pk}",
         # The sentence describes the troughs of the period, as the chart does.
         chart_summary=charts.chart_summary(

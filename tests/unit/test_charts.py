@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 from django.utils.html import json_script
 
-from monitoring import charts, rules
+from monitoring import charts, charts_report, rules
 from monitoring.assessment import PatientRecords, Target, assess_patient
 from monitoring.models import (
     ConcomitantDrug,
@@ -259,7 +259,7 @@ def test_screen_and_paper_draw_each_trough_with_the_same_symbol():
         regimens=[regimen("2024-01-01"), regimen("2025-03-09", "4")],
     )
     screen = sorted((x, s) for x, _, s, _ in points(figure(a)))
-    report = charts.report_figure(a).to_plotly_json()
+    report = charts_report.report_figure(a).to_plotly_json()
     paper = sorted(
         (x, s)
         for t in report["data"]
@@ -599,7 +599,7 @@ def test_every_figure_passes_plotlys_validation():
     for built in (
         charts.trough_figure(assessment),
         charts.trough_figure(assessment, unit="nmol/L"),
-        charts.report_figure(assessment),
+        charts_report.report_figure(assessment),
     ):
         go.Figure(built.to_dict())  # raises ValueError on anything plotly does not accept
 
