@@ -22,11 +22,13 @@ BOUND_SD = 5.0  # each η is searched within ±5 SD of its population distributi
 STEP = 1e-5  # central-difference step on η (η is on the log scale of the parameters)
 FORWARD_STEP = 1e-7  # the optimiser's forward differences: half the batch of central ones
 GRADIENT_TOLERANCE = 1e-3  # projected gradient (OFV units) accepted as a minimum
-IMPLAUSIBLE_IWRES = 10.0  # a residual this large sends the fit to its other starts
-# Scoring steps (Fisher information corrected by BFGS updates) until the predicted decrease
-# is below what the OFV resolves (relative to the OFV), or this many; L-BFGS-B then confirms.
+IMPLAUSIBLE_IWRES = 10.0  # a residual this large where nothing is predicted: other starts
+NOTHING_PREDICTED = 1e-6  # of the largest prediction: "nothing" (before absorption began)
+# Scoring steps until the predicted decrease is below what the OFV resolves (relative to the
+# OFV), or this many; L-BFGS-B then confirms (or finishes a slowly converging fit).
 SCORING_ITERATIONS = 25
 SCORING_RESOLUTION = 1e-11
+FISHER_STEPS = 5  # fresh Fisher information for these steps, then BFGS corrections of it
 
 
 @dataclass
@@ -85,6 +87,17 @@ class Objective:
         prior = np.einsum("bi,ij,bj->b", etas, self.omega_inverse, etas)
         return terms.sum(axis=1) + prior
 
+    def central_gradient(self, eta: np.ndarray) -> tuple[float, np.ndarray]:
+        """OFV and its gradient by central differences: to judge a minimum. A forward
+        difference's error grows with the curvature (h·H/2), which hundreds of troughs make
+        large enough to look like a slope."""
+        n = len(eta)
+        steps = np.eye(n) * STEP
+        values = self.values(np.vstack([eta, eta + steps, eta - steps]))
+        if not np.all(np.isfinite(values)):
+            return float("inf"), np.zeros(n)
+        return float(values[0]), (values[1 : n + 1] - values[n + 1 :]) / (2 * STEP)
+
     def value_and_gradient(self, eta: np.ndarray) -> tuple[float, np.ndarray]:
         """OFV and its gradient by forward differences, all in one simulation batch."""
         n = len(eta)
@@ -131,17 +144,17 @@ def _minimise(target: Objective, start: np.ndarray, bounds: list[tuple[float, fl
     """
     lower, upper = np.array(bounds).T
     result = minimize(
-        target.value_and_gradient,
+        target.central_gradient,
         scoring(target, start, lower, upper),
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
         # gtol in OFV units: scoring has usually brought the gradient below it already, so
         # L-BFGS-B confirms the minimum in one evaluation; from a poor start it does the work.
-        options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-4, "maxls": 50},
+        options={"maxiter": 1000, "ftol": 1e-13, "gtol": 3e-4, "maxls": 20},
     )
     eta, message = result.x, str(result.message)
-    value, gradient = target.value_and_gradient(eta)
+    value, gradient = target.central_gradient(eta)
     if not _stationary(eta, gradient, lower, upper):
         polished = minimize(
             lambda x: float(target.values(x[None, :])[0]),
@@ -157,7 +170,7 @@ def _minimise(target: Objective, start: np.ndarray, bounds: list[tuple[float, fl
         )
         if polished.fun <= value:
             eta, value = polished.x, float(polished.fun)
-            gradient = target.value_and_gradient(eta)[1]
+            gradient = target.central_gradient(eta)[1]
             message = str(polished.message)
             converged = bool(polished.success) or _stationary(eta, gradient, lower, upper)
         else:
@@ -169,12 +182,16 @@ def _minimise(target: Objective, start: np.ndarray, bounds: list[tuple[float, fl
 
 
 def _implausible(target: Objective, eta: np.ndarray) -> bool:
-    """A minimum that leaves some result more than IMPLAUSIBLE_IWRES residual SDs from its
-    prediction is suspect: often a basin where a lag time puts a measured concentration
-    before absorption began (prediction 0). The other starts are then tried as well."""
+    """A minimum that predicts nothing where something was measured is suspect: a basin
+    where a lag time puts the sample before absorption began, so the objective is flat in
+    the lag and every nearby start stays there. The other starts are then tried as well.
+    (Large residuals alone are not enough: a peak drawn after the morning dose has them,
+    and the minimum is right.)"""
     f = target.predictions(eta[None, :])[0]
+    measured = (~target.censored) & (target.dv > 0)
+    nothing = f <= NOTHING_PREDICTED * max(float(np.max(f, initial=0.0)), 1e-300)
     iwres = (target.dv - f) / np.sqrt(residual_variance(target.model, f))
-    return bool(np.any(np.abs(iwres[~target.censored]) > IMPLAUSIBLE_IWRES))
+    return bool(np.any(measured & nothing & (np.abs(iwres) > IMPLAUSIBLE_IWRES)))
 
 
 def _stationary(eta, gradient, lower, upper) -> bool:
@@ -293,14 +310,14 @@ def posterior_covariance(target: Objective, eta: np.ndarray) -> np.ndarray:
 def scoring(
     target: Objective, start: np.ndarray, lower, upper, iterations: int | None = None
 ) -> np.ndarray:
-    """Newton-like steps from ``start`` whose curvature starts as the expected (Fisher)
-    information and is then corrected by BFGS updates from the gradients seen: the Fisher
-    matrix alone converges only linearly where residuals are large (a misspecified model
-    pulling an η far out), the updates restore fast convergence there. Lands next to the
-    minimum, where L-BFGS-B, which has the last word, needs a step or two more.
+    """Fisher-scoring steps from ``start``: Newton steps whose curvature is the expected
+    information, fresh at every point for the first FISHER_STEPS (the big steps, where a
+    secant update would be misled), then corrected by BFGS updates (where the Fisher matrix
+    alone converges only linearly: large residuals, a misspecified model). L-BFGS-B, which
+    has the last word, then confirms the minimum.
 
     Each batch holds a candidate and its forward-difference neighbours: an accepted step
-    costs one simulation call, its gradient included."""
+    costs one simulation call, its gradient and information included."""
     n = len(start)
     eta = np.asarray(start, float).copy()
 
@@ -312,11 +329,13 @@ def scoring(
 
     values, predictions = evaluate(eta)
     gradient = (values[1:] - values[0]) / FORWARD_STEP
-    jacobian = ((predictions[1:] - predictions[0]) / FORWARD_STEP).T
-    hessian = 2 * information(target, predictions[0], jacobian)
-    for _ in range(SCORING_ITERATIONS if iterations is None else iterations):
+    hessian = None
+    for iteration in range(SCORING_ITERATIONS if iterations is None else iterations):
         if not np.all(np.isfinite(values)):
             break
+        if iteration < FISHER_STEPS or hessian is None:
+            jacobian = ((predictions[1:] - predictions[0]) / FORWARD_STEP).T
+            hessian = 2 * information(target, predictions[0], jacobian)
         step = -np.linalg.solve(hessian, gradient)
         if abs(gradient @ step) < SCORING_RESOLUTION * max(1.0, abs(values[0])):
             break  # the predicted decrease is below what the OFV can resolve
@@ -332,12 +351,15 @@ def scoring(
         new_gradient = (new_values[1:] - new_values[0]) / FORWARD_STEP
         moved, change = candidate - eta, new_gradient - gradient
         curvature = moved @ change
-        if curvature > 1e-12:  # BFGS: keep the model's curvature true along the step taken
+        if iteration + 1 >= FISHER_STEPS and curvature > 1e-12:
+            # Past the Fisher steps: BFGS corrections keep the curvature true along the
+            # steps taken, which restores fast convergence where the Fisher matrix alone
+            # converges linearly (large residuals, a misspecified model).
             pushed = hessian @ moved
             hessian = (
                 hessian
                 - np.outer(pushed, pushed) / (moved @ pushed)
                 + np.outer(change, change) / curvature
             )
-        eta, values, gradient = candidate, new_values, new_gradient
+        eta, values, predictions, gradient = candidate, new_values, new_predictions, new_gradient
     return eta
