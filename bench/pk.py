@@ -190,8 +190,8 @@ def render(result: dict) -> list[str]:
         "How the cost grows: doses given do not count (a run of doses is one geometric series, "
         "whatever its length); each trough adds one breakpoint of the sequential pass and each "
         "dose record one term, so one evaluation is linear in troughs + dose records. A fit "
-        "takes 10–50 batched evaluations (scoring steps with forward differences, then "
-        "L-BFGS-B to confirm, then the posterior covariance); the forecast adds 512 posterior "
+        "takes 11–25 batched evaluations (Fisher scoring, then L-BFGS-B to confirm with "
+        "central differences, then the posterior covariance); the forecast adds 512 posterior "
         "draws of a steady-state interval and the chart band 64 draws at 80 times.",
     ]
     return lines
