@@ -16,7 +16,7 @@ import numpy as np
 from django.utils import timezone
 
 from . import pk, pk_data
-from .forecasting import _current_regimen, model_for
+from .forecasting import current_regimen, model_for
 from .models import ForecastCheckRun, Patient
 from .pk.check import CheckPrediction, MethodSummary, predict_each_from_earlier, summarize
 
@@ -44,7 +44,7 @@ def run_check(patients: Iterable[Patient], progress: Callable[[int], None] | Non
     per_model: dict[str, list[CheckPrediction]] = defaultdict(list)
     checked = 0
     for done, patient in enumerate(patients, start=1):
-        regimen = _current_regimen(patient, now)
+        regimen = current_regimen(patient, now)
         model = model_for(patient, regimen.formulation) if regimen else None
         if model is not None:
             predictions = patient_check(patient, model)

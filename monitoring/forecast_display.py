@@ -67,7 +67,7 @@ def forecast_card(patient: Patient, stored: PatientForecast | None, today: date)
             notes=list(stored.notes),
             model_choices=_choices(patient, stored.formulation),
         )
-    model = forecasting._load(stored.model_id)
+    model = forecasting.model_by_id(stored.model_id)
     age = rules.age_in_years(patient.birth_date, today)
     interval = f"{_conc(stored.predicted_p10)}–{_conc(stored.predicted_p90)}"
     frequency = {1: "once daily", 2: "twice daily"}.get(stored.doses_per_day, "")

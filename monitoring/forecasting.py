@@ -33,12 +33,12 @@ SYNCHRONOUS_LIMIT = 25  # patients refitted inside the request that changed them
 
 
 @cache
-def _load(model_id: str) -> pk.Model:
+def model_by_id(model_id: str) -> pk.Model:
     return pk.load_model(model_id)
 
 
 def shipped_models() -> list[pk.Model]:
-    return [_load(model_id) for model_id in pk.shipped_models()]
+    return [model_by_id(model_id) for model_id in pk.shipped_models()]
 
 
 def models_for(formulation: str) -> list[pk.Model]:
@@ -72,7 +72,8 @@ def population_note(model: pk.Model, age_years: float) -> list[str]:
     return notes
 
 
-def _current_regimen(patient: Patient, now: datetime):
+def current_regimen(patient: Patient, now: datetime):
+    """The active regimen in force at ``now`` (the one a forecast is for), or None."""
     regimens = [
         r
         for r in patient.regimens.all()
@@ -104,7 +105,7 @@ def patient_forecast_fields(patient: Patient, target: tuple[float, float]) -> di
         "target_low": target[0],
         "target_high": target[1],
     }
-    regimen = _current_regimen(patient, now)
+    regimen = current_regimen(patient, now)
     ended = patient.therapy_end is not None and patient.therapy_end <= timezone.localdate()
     if regimen is None or regimen.daily_dose_mg <= 0 or ended:
         return fields | {"method": ForecastMethod.NONE, "message": "not on tacrolimus"}

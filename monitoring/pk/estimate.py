@@ -20,7 +20,7 @@ from .predict import Simulation
 
 BOUND_SD = 5.0  # each η is searched within ±5 SD of its population distribution
 STEP = 1e-5  # central-difference step on η (η is on the log scale of the parameters)
-FORWARD_STEP = 1e-7  # the optimiser's forward differences: half the batch of central ones
+FORWARD_STEP = 1e-7  # scoring's forward differences: half the batch of central ones
 GRADIENT_TOLERANCE = 1e-3  # projected gradient (OFV units) accepted as a minimum
 IMPLAUSIBLE_IWRES = 10.0  # a residual this large where nothing is predicted: other starts
 NOTHING_PREDICTED = 1e-6  # of the largest prediction: "nothing" (before absorption began)
@@ -97,15 +97,6 @@ class Objective:
         if not np.all(np.isfinite(values)):
             return float("inf"), np.zeros(n)
         return float(values[0]), (values[1 : n + 1] - values[n + 1 :]) / (2 * STEP)
-
-    def value_and_gradient(self, eta: np.ndarray) -> tuple[float, np.ndarray]:
-        """OFV and its gradient by forward differences, all in one simulation batch."""
-        n = len(eta)
-        batch = np.vstack([eta, eta + np.eye(n) * FORWARD_STEP])
-        values = self.values(batch)
-        if not np.all(np.isfinite(values)):
-            return float("inf"), np.zeros(n)
-        return float(values[0]), (values[1:] - values[0]) / FORWARD_STEP
 
 
 def objective(model: Model, subject: Subject, eta) -> float:

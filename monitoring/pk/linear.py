@@ -188,8 +188,3 @@ def flow(system: System, records: np.ndarray, t: np.ndarray) -> np.ndarray:
         loaded = into_central * integral
         out[..., n_chain:, n_chain - 1 - m] = np.matmul(w, loaded[..., None])[..., 0]
     return out
-
-
-def propagate(system: System, records: np.ndarray, t: np.ndarray, vectors: np.ndarray):
-    """Φ(t)·v: (B, P, n) for records (P,), times (B, P) and vectors (B, P, n)."""
-    return np.einsum("bpij,bpj->bpi", flow(system, records, t), vectors)

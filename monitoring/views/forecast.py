@@ -78,7 +78,7 @@ def patient_model(request: HttpRequest, pk: int) -> HttpResponse:
             )
         messages.error(request, text)
         return redirect(_patient_url(patient, state, "forecast"))
-    name = forecasting._load(model_id).name
+    name = forecasting.model_by_id(model_id).name
     return _after_write(request, patient, state, f"Forecasts now use {name}.", "forecast")
 
 

@@ -159,7 +159,7 @@ def test_the_patients_model_choice_is_used_when_it_covers_the_formulation():
 
 
 def test_population_notes_say_when_a_patient_is_outside_the_model():
-    woillard, chen = forecasting._load("woillard2011"), forecasting._load("chen2020")
+    woillard, chen = forecasting.model_by_id("woillard2011"), forecasting.model_by_id("chen2020")
     assert "kidney transplant" in " ".join(forecasting.population_note(woillard, 35))
     assert forecasting.population_note(chen, 12) == []
     assert "children and adolescents" in " ".join(forecasting.population_note(chen, 35))
