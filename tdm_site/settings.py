@@ -170,6 +170,16 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes share the file (web server and worker): WAL lets pages read while an
+    # import writes; a write transaction takes its lock at BEGIN (IMMEDIATE) instead of failing
+    # halfway when it upgrades from read to write; and a writer waits up to SQLITE_BUSY_TIMEOUT
+    # seconds for another's short transaction instead of answering "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": float(os.environ.get("SQLITE_BUSY_TIMEOUT", "20")),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ---------------------------------------------------------------------------------------
