@@ -91,6 +91,8 @@ INSTALLED_APPS = [
     "simple_history",
     "axes",
     "csp",
+    "django_tasks",
+    "django_tasks_db",
     "monitoring",
     # SMART on FHIR launch from the hospital record (smart/, docs/smart-on-fhir.md).
     "smart",
@@ -181,6 +183,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Background jobs: django-tasks with its database backend, so jobs live in the same database
+# (no broker). Workers: `manage.py db_worker` (monitoring's own, which also runs the worker
+# duties of monitoring/worker_duties.py).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Seconds between two rounds of worker duties (stale-job sweep, daily schedule).
+WORKER_DUTY_INTERVAL = float(os.environ.get("WORKER_DUTY_INTERVAL", "15"))
 
 # ---------------------------------------------------------------------------------------
 # Authentication

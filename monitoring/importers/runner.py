@@ -4,6 +4,7 @@ back. Used by ``import_csv`` and the web upload, so both report the same problem
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -61,9 +62,26 @@ class _Rollback(Exception):
     pass
 
 
+# progress(rows_done, rows_total): called as rows are judged, and once at the end.
+Progress = Callable[[int, int], None]
+PROGRESS_EVERY = 1000
+
+
 def run_csv_import(
-    kind: str, data: bytes, *, dry_run: bool = False, user=None, source: str = Source.CSV
+    kind: str,
+    data: bytes,
+    *,
+    dry_run: bool = False,
+    user=None,
+    source: str = Source.CSV,
+    progress: Progress | None = None,
+    before_commit: Callable[[ImportReport], None] | None = None,
 ) -> ImportReport:
+    """Judge and (unless ``dry_run``) write a CSV file of ``kind``; all rows or none.
+
+    ``before_commit(report)`` runs inside the write transaction once every row is accepted,
+    so a caller's own bookkeeping (a background job marking itself done) commits, or rolls
+    back, together with the rows."""
     importer_class = IMPORTERS[kind]
     report = ImportReport(kind=kind, dry_run=dry_run)
     table = read_table(
@@ -88,7 +106,10 @@ def run_csv_import(
     try:
         with transaction.atomic():
             importer.prepare([row for _line, row in table.rows])
-            for line, row in table.rows:
+            total = len(table.rows)
+            for done, (line, row) in enumerate(table.rows, start=1):
+                if progress and done % PROGRESS_EVERY == 0:
+                    progress(done, total)
                 result = RowResult(line, ERROR, row.get("mrn", ""), row)
                 try:
                     # A savepoint per row: a database refusal spoils only its own row, and
@@ -120,6 +141,10 @@ def run_csv_import(
                 Patient.objects.filter(pk__in=ctx.affected), troughs=importer.changed_troughs()
             )
             report.written = True
+            if before_commit:
+                before_commit(report)
     except _Rollback:
         pass
+    if progress:
+        progress(len(table.rows), len(table.rows))
     return report
