@@ -75,6 +75,12 @@ def claim_day(day: date, now: datetime, *, worker_id: str) -> DailyRun | None:
         or existing.attempts >= MAX_ATTEMPTS
         or existing.started_at > now - TAKEOVER_AFTER
     ):
+        logger.debug(
+            "Daily re-judge of %s: claimed by worker %s; nothing to do for worker %s.",
+            day,
+            existing.worker_id,
+            worker_id,
+        )
         return None
     if not _take_over(existing, now, worker_id):
         return None  # another worker took it over (or finished it) since we read it
@@ -113,7 +119,9 @@ def _insert_claim(day: date, now: datetime, worker_id: str) -> DailyRun | None:
                 day=day, started_at=now, worker_id=worker_id, host=_host()
             )
     except IntegrityError:
-        return None  # another worker inserted the day's row first: it runs the re-judge
+        # Another worker inserted the day's row first: it runs the re-judge.
+        logger.debug("Daily re-judge of %s: worker %s lost the race to claim it.", day, worker_id)
+        return None
 
 
 def _execute(run: DailyRun, now: datetime) -> DailyRun | None:

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import get_commands
 from django.db import connection, connections
 from django.utils import timezone
 
@@ -47,6 +48,8 @@ def refresh_at_two(settings):
 def test_the_duty_is_registered_for_the_worker():
     assert "monitoring.schedule.run_daily_rejudge" in DUTIES
     assert schedule.run_daily_rejudge in load_duties()
+    # `manage.py db_worker` is monitoring's (queue and duties), not django-tasks-db's own.
+    assert get_commands()["db_worker"] == "monitoring"
 
 
 @pytest.mark.django_db
