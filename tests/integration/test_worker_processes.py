@@ -145,3 +145,20 @@ def test_two_workers_run_the_day_once(database, tmp_path):
     ((codes, assessed_on),) = query("SELECT alert_codes, assessed_on FROM monitoring_patient")
     assert codes != "stale_code"
     assert str(assessed_on) == str(today)
+
+
+def test_a_worker_refuses_to_start_with_a_bad_refresh_time(tmp_path):
+    env = process_env(f"sqlite:///{tmp_path / 'unused.sqlite3'}")
+    env["DAILY_REFRESH_TIME"] = "25:00"
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "db_worker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode != 0
+    assert "DAILY_REFRESH_TIME='25:00' is not a clock time" in result.stderr
