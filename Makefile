@@ -4,6 +4,8 @@ SHELL := /bin/bash
 
 PYTHON := .venv/bin/python
 STAMP := .venv/.stamp-requirements
+RUN_STAMP := .venv/.stamp-run
+PORT ?= 8000
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/tdm
 
 .PHONY: help venv run test test-postgres lint check-deploy clean
@@ -19,16 +21,21 @@ $(STAMP): requirements.txt requirements-dev.txt | $(PYTHON)
 	$(PYTHON) -m pip install -r requirements-dev.txt
 	@touch $(STAMP)
 
+# Running needs only requirements.txt (its own stamp; `make test` installs the dev tools).
+$(RUN_STAMP): requirements.txt | $(PYTHON)
+	$(PYTHON) -m pip install -r requirements.txt
+	@touch $(RUN_STAMP)
+
 venv: $(STAMP) ## Create .venv and install requirements-dev.txt (re-runs when requirements change)
 
-run: venv ## Migrate, load the fictional demo data and serve on http://127.0.0.1:8000 (DEBUG on)
+run: $(RUN_STAMP) ## Migrate, load the demo data, serve on http://127.0.0.1:$PORT (8000) with a worker; Ctrl-C stops both
 	DEBUG=1 $(PYTHON) manage.py migrate --no-input
 	DEBUG=1 $(PYTHON) manage.py seed_demo
 	@echo ""
 	@echo "  Demo login:  username 'demo'  password 'demo-clinic-2026'"
-	@echo "  Open http://127.0.0.1:8000/"
+	@echo "  Open http://127.0.0.1:$(PORT)/   (Ctrl-C stops the web server and the worker)"
 	@echo ""
-	DEBUG=1 $(PYTHON) manage.py runserver 127.0.0.1:8000
+	DEBUG=1 PORT=$(PORT) $(PYTHON) bin/devserver
 
 test: venv ## Run the whole test suite on SQLite (installs Debian chromium for browser tests if possible)
 	@if ! command -v chromium >/dev/null 2>&1; then \

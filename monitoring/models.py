@@ -839,3 +839,7 @@ class AlertAcknowledgement(TextGuard, models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} reviewed for patient {self.patient_id} at {self.acknowledged_at}"
+
+
+# Kept in its own module (models.py is near its size limit); imported here so Django finds it.
+from .models_schedule import DailyRun  # noqa: E402, F401

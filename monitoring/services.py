@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.conf import settings
@@ -213,6 +214,24 @@ def patients_refresh(today: date, *, full: bool = False) -> tuple[int, int]:
     elif patients:
         patients_refresh_summaries(patients)  # judges the marked ones in full itself
     return whole, len(patients) - whole
+
+
+@dataclass(frozen=True)
+class RefreshCounts:
+    """What one daily refresh did: patients re-judged in full, by summary, and refitted
+    forecasts."""
+
+    whole: int
+    summary: int
+    refitted: int
+
+
+def daily_refresh(today: date, *, full: bool = False) -> RefreshCounts:
+    """The daily re-judge: stored verdicts brought up to ``today``, then stale forecasts
+    refitted. One function for ``manage.py refresh_summaries`` and the worker's daily duty
+    (``monitoring.schedule``), so both do exactly the same work."""
+    whole, summary = patients_refresh(today, full=full)
+    return RefreshCounts(whole=whole, summary=summary, refitted=patients_refit_stale())
 
 
 def _update_each(model, records: list, fields: list[str]) -> None:

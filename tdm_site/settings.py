@@ -6,7 +6,8 @@ development or test run needs otherwise; README.md lists every variable.
 
 import importlib.util
 import os
-from datetime import timedelta
+import re
+from datetime import time, timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -40,6 +41,17 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer.") from None
+
+
+def env_clock(name: str, default: str) -> time:
+    """A local clock time, 24-hour ``HH:MM`` (``2:00`` is read as ``02:00``)."""
+    raw = os.environ.get(name, "").strip() or default
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", raw)
+    if match is None:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a clock time; use 24-hour HH:MM, for example 02:00."
+        )
+    return time(int(match[1]), int(match[2]))
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -91,9 +103,11 @@ INSTALLED_APPS = [
     "simple_history",
     "axes",
     "csp",
+    # Before django_tasks_db: of two apps with the same management command, the first listed
+    # wins, and `manage.py db_worker` must be monitoring's (the queue plus the worker duties).
+    "monitoring",
     "django_tasks",
     "django_tasks_db",
-    "monitoring",
     # SMART on FHIR launch from the hospital record (smart/, docs/smart-on-fhir.md).
     "smart",
 ]
@@ -190,6 +204,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Seconds between two rounds of worker duties (stale-job sweep, daily schedule).
 WORKER_DUTY_INTERVAL = float(os.environ.get("WORKER_DUTY_INTERVAL", "15"))
+# The daily re-judge (monitoring/schedule.py): once the clinic's local time (TIME_ZONE) has
+# passed this, the first worker to look claims the day and re-judges every active patient.
+DAILY_REFRESH_TIME = env_clock("DAILY_REFRESH_TIME", "02:00")
 
 # ---------------------------------------------------------------------------------------
 # Authentication

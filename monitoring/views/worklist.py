@@ -217,8 +217,9 @@ class WorklistRow:
 def refresh_stale_summaries(today: date) -> None:
     """Re-judge, in one batch, active patients whose stored summary predates today: time
     alone can raise an alert (overdue trough, 36 months reached). Once a day at most, and
-    a fixed number of queries however many patients (services.patients_refresh). A daily
-    ``manage.py refresh_summaries`` after midnight spares the day's first visitor the wait."""
+    a fixed number of queries however many patients (services.patients_refresh). The
+    worker's daily re-judge (monitoring.schedule, at DAILY_REFRESH_TIME) spares the day's
+    first visitor the wait."""
     services.patients_refresh(today)
 
 

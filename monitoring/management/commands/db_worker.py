@@ -8,18 +8,22 @@ built to be re-run by whichever worker comes next.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from django.conf import settings
+from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django_tasks_db.management.commands.db_worker import Command as QueueCommand
 
 from ... import worker_duties
 
 
 class DutyThread(threading.Thread):
-    def __init__(self, interval: float):
+    def __init__(self, interval: float, worker_id: str = ""):
         super().__init__(name="worker-duties", daemon=True)
         self.interval = interval
+        # Duties that record who did the work read it from the thread (schedule.py).
+        self.worker_id = worker_id
         self.duties = worker_duties.load_duties()
         self.stopped = threading.Event()
 
@@ -42,6 +46,9 @@ class Command(QueueCommand):
         )
 
     def handle(self, *args, duties: bool = True, **options) -> None:
-        if duties and not options.get("batch"):
-            DutyThread(settings.WORKER_DUTY_INTERVAL).start()
+        # With --reload (the default when DEBUG is on) this runs twice: in the watching parent
+        # and in the child that works. Only the child runs the duties.
+        reloading_parent = options.get("reload") and os.environ.get(DJANGO_AUTORELOAD_ENV) != "true"
+        if duties and not options.get("batch") and not reloading_parent:
+            DutyThread(settings.WORKER_DUTY_INTERVAL, options["worker_id"]).start()
         super().handle(*args, **options)
