@@ -3,6 +3,8 @@ them entered-in-error with a reason (an inline status, or the changelist action)
 
 from __future__ import annotations
 
+# Imported first so that its registration exists to undo below, whatever the app order.
+import django_tasks_db.admin  # noqa: F401
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
@@ -12,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django_tasks_db.models import DBTaskResult
 from simple_history.admin import SimpleHistoryAdmin
 
 from . import rules, services
@@ -37,6 +40,10 @@ from .models import (
     TargetProfile,
     TroughLevel,
 )
+
+# django-tasks-db's raw task table stays out of the back office: a failed task's traceback can
+# quote the values of an imported row, and import jobs have their own pages for the uploader.
+admin.site.unregister(DBTaskResult)
 
 admin.site.site_header = "Tacrolimus TDM — back office"
 admin.site.site_title = "Tacrolimus TDM"
