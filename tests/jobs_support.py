@@ -23,7 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 PG_SERVER = os.environ.get("JOBS_TEST_PG", "postgres://postgres@127.0.0.1:5432")
 
-JOB_COLUMNS = "status, rows_done, rows_total, attempts, heartbeat_at"
+JOB_QUERY = (
+    "SELECT status, rows_done, rows_total, attempts, heartbeat_at FROM monitoring_importjob "
+    "WHERE id = ?"
+)
 
 
 def levels_files(patients: int, per_patient: int, *, prefix: str = "W") -> tuple[bytes, bytes]:
@@ -86,7 +89,7 @@ class Database:
             return list(cur.fetchall())
 
     def job(self, pk: int) -> tuple:
-        return self.query(f"SELECT {JOB_COLUMNS} FROM monitoring_importjob WHERE id = ?", (pk,))[0]
+        return self.query(JOB_QUERY, (pk,))[0]
 
 
 def manage(db: Database, *args: str, env: dict[str, str] | None = None, timeout: float = 300):
