@@ -150,6 +150,7 @@ def drop_postgres(name: str) -> None:
 
 
 SETUP = """
+import os
 import sys
 import django
 django.setup()
@@ -158,6 +159,9 @@ from monitoring.importers import run_csv_import
 from monitoring.jobs import import_job_create
 user, _ = User.objects.get_or_create(username="worker-test")
 user.groups.add(Group.objects.get(name="data_entry"))
+if os.environ.get("JOB_TEST_PASSWORD"):
+    user.set_password(os.environ["JOB_TEST_PASSWORD"])
+    user.save()
 patients, levels = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
 if patients:
     report = run_csv_import("patients", patients)
@@ -168,15 +172,18 @@ if levels:
 """
 
 
-def queue_import(db: Database, tmp: Path, patients: bytes, levels: bytes) -> int | None:
+def queue_import(
+    db: Database, tmp: Path, patients: bytes, levels: bytes, password: str = ""
+) -> int | None:
     """Store the patients (at once) and queue the levels file as an import job, as the
-    confirm view does, in a subprocess on ``db``; the job's id."""
+    confirm view does, in a subprocess on ``db``; the job's id (None without levels). The
+    user is ``worker-test`` (data_entry), with ``password`` when given."""
     (tmp / "patients.csv").write_bytes(patients)
     (tmp / "levels.csv").write_bytes(levels)
     out = subprocess.run(
         [PYTHON, "-c", SETUP, str(tmp / "patients.csv"), str(tmp / "levels.csv")],
         cwd=ROOT,
-        env=db.env(),
+        env=db.env(JOB_TEST_PASSWORD=password),
         capture_output=True,
         text=True,
         timeout=300,
@@ -220,6 +227,44 @@ class Worker:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self.log.close()
+
+
+class Server:
+    """`manage.py runserver` (DEBUG, no reloader) on 127.0.0.1:``port``."""
+
+    def __init__(self, db: Database, port: int, log: Path):
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log.open("ab")
+        self.proc = subprocess.Popen(
+            [PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            cwd=ROOT,
+            env=db.env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(self._up, timeout=60, interval=0.2, what=f"runserver on {self.url}")
+
+    def _up(self) -> bool:
+        import urllib.request
+
+        if self.proc.poll() is not None:
+            raise AssertionError(f"runserver exited: see {self.log.name}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/healthz", timeout=2):  # noqa: S310
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
         self.log.close()
 
 
