@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.browser.test_accessibility import blocking_violations
 from tests.conftest import TEST_PASSWORD
 from tests.jobs_support import Server, levels_files, make_sqlite, queue_import, worker
 
@@ -77,8 +78,6 @@ def test_a_big_import_shows_its_progress_then_the_result(browser, site):
     assert seen[-1] == ("succeeded", total), seen[-5:]
     done = [d for _, d in seen]
     assert done == sorted(done), "the progress went back"
-    during = sorted({d for s, d in seen if s == "running" and 0 < d < total})
-    assert during, f"no progress seen before the end: {sorted(set(seen))}"
     assert state.get_attribute("data-rows-total") == str(total)
     assert state.get_attribute("data-attempts") == "1"
     assert page.evaluate("document.activeElement.textContent.trim()") == "Import"
@@ -86,6 +85,7 @@ def test_a_big_import_shows_its_progress_then_the_result(browser, site):
     assert progress.get_attribute("value") == str(total)
     assert page.get_by_text(f"{total} of {total} rows").is_visible()
     assert page.get_by_text("Finished: imported").is_visible()
+    assert not blocking_violations(page)
 
     # The result: counts, the patients, the results with unknown timing (every fifth).
     assert page.locator("#job-result").get_by_text(str(total), exact=True).is_visible()
@@ -100,4 +100,8 @@ def test_a_big_import_shows_its_progress_then_the_result(browser, site):
     assert page.locator(f"#{href.split('#')[1]}").is_visible()
 
     assert not [m for m in console if "Content Security Policy" in m or "pageerror" in m]
+    # Last, as it depends on the import: the bar moved while the job ran. The levels import
+    # must commit its progress outside its write transaction for this (branch fastimport).
+    during = sorted({d for s, d in seen if s == "running" and 0 < d < total})
+    assert during, f"no progress seen before the end: {sorted(set(seen))}"
     context.close()
