@@ -28,7 +28,6 @@ from .models import (
     LEVEL_COMPUTED_FIELDS,
     ConcomitantDrug,
     DrugCatalogEntry,
-    ImportJob,
     InterfaceToken,
     LabResult,
     Patient,
@@ -493,23 +492,3 @@ User = get_user_model()
 if admin.site.is_registered(User):
     admin.site.unregister(User)
 admin.site.register(User, ClinicalAuthorUserAdmin)
-
-
-@admin.register(ImportJob)
-class ImportJobAdmin(admin.ModelAdmin):
-    """Web import jobs, read-only, for superusers looking into a stuck or failed import.
-    The file's bytes are not shown (emptied once the job has finished anyway)."""
-
-    list_display = ("pk", "kind", "status", "rows_done", "rows_total", "attempts", "created_at")
-    list_filter = ("status", "kind")
-    exclude = ("data",)
-    readonly_fields = [f.name for f in ImportJob._meta.fields if f.name != "data"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -122,8 +122,6 @@ ADMIN_MODELS: dict[str, dict[str, str]] = {
     "monitoring.drugcatalogentry": {"data_entry": "v", "superuser": "vacd"},
     "monitoring.rulesetting": {"data_entry": "", "superuser": "vc"},
     "monitoring.interfacetoken": {"data_entry": "", "superuser": "vac"},
-    "monitoring.importjob": {"data_entry": "", "superuser": "v"},
-    "django_tasks_database.dbtaskresult": {"data_entry": "", "superuser": "v"},
     "smart.smartserver": {"data_entry": "", "superuser": "vac"},
     "auth.user": {"data_entry": "", "superuser": "vacd"},
     "auth.group": {"data_entry": "", "superuser": "vacd"},
@@ -210,20 +208,6 @@ def world():
     from monitoring.models import InterfaceToken
 
     InterfaceToken.issue("lab feed")
-    from monitoring.models import ImportJob
-
-    ImportJob.objects.create(
-        kind="levels", file_name="levels.csv", created_by=User.objects.create_user("importer")
-    )
-    # The task queue (django-tasks-db's table, read-only in its admin).
-    from django_tasks_db.models import DBTaskResult, get_date_max
-
-    DBTaskResult.objects.create(
-        args_kwargs={"args": [0], "kwargs": {}},
-        task_path="monitoring.tasks.run_import_job",
-        backend_name="default",
-        run_after=get_date_max(),
-    )
     from smart.models import SmartServer
 
     SmartServer.objects.create(
