@@ -23,11 +23,12 @@ the counts shown would then say "unchanged" instead of "new".
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -118,6 +119,37 @@ def progress_writer(job_id: int, attempt: int):
         )
 
     return progress
+
+
+class _Heartbeat(threading.Thread):
+    """Beats for a run while it works, from a thread of its own (its own connection), so
+    a long write transaction, where progress is not written, does not make the job look
+    abandoned. A quarter of IMPORT_JOB_STALE_SECONDS apart. On SQLite the beat waits while
+    the import holds the write lock; so does any other worker's sweep, which cannot take
+    the job meanwhile either."""
+
+    def __init__(self, job_id: int, attempt: int):
+        super().__init__(name=f"import-job-{job_id}-heartbeat", daemon=True)
+        self.job_id, self.attempt = job_id, attempt
+        self.every = max(0.2, settings.IMPORT_JOB_STALE_SECONDS / 4)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(self.every):
+                try:
+                    beat = _mine(self.job_id, self.attempt).update(heartbeat_at=timezone.now())
+                except DatabaseError:  # SQLite's lock outlasted its busy timeout: next beat
+                    logger.warning("import job %s: heartbeat not written", self.job_id)
+                    continue
+                if not beat:
+                    return  # finished, or taken over
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=30)
 
 
 def _finish(
@@ -269,6 +301,11 @@ def import_job_run(job_id: int) -> str:
     job = ImportJob.objects.select_related("created_by").get(pk=job_id)
     # Troughs created from here on by this user are this run's (see _unknown_timing).
     since = job.started_at or timezone.now()
+    # Not when the task runs inside a request's transaction (tests' immediate backend):
+    # there nothing else can see the job, and a second connection could only wait on it.
+    heartbeat = None if connection.in_atomic_block else _Heartbeat(job_id, attempt)
+    if heartbeat:
+        heartbeat.start()
     try:
         if job.kind == HL7:
             _run_hl7(job, attempt, since)
@@ -289,6 +326,9 @@ def import_job_run(job_id: int) -> str:
             "nothing was imported. Try again, or tell the administrator.",
         )
         raise
+    finally:
+        if heartbeat:
+            heartbeat.stop()
     status = ImportJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
     logger.info("import job %s (%s) by user %s: %s", job_id, job.kind, job.created_by_id, status)
     return str(status)

@@ -27,6 +27,8 @@ from tests.jobs_support import (
 pytestmark = pytest.mark.worker
 
 ROWS_PATIENTS, ROWS_EACH = 100, 30  # 3,000 troughs: a few seconds of import
+# The file killed mid-import: 10,000 troughs, long enough (seconds) to be killed inside.
+KILL_PATIENTS, KILL_EACH = 200, 50
 PG_NAME = "tdm_jobs_worker"
 
 
@@ -89,14 +91,14 @@ def test_a_worker_runs_the_job_and_its_progress_never_goes_back(database, files,
     assert database.query("SELECT LENGTH(data) FROM monitoring_importjob")[0][0] == 0
 
 
-def test_a_killed_worker_leaves_the_job_to_the_next_worker(database, files, tmp_path):
-    total = ROWS_PATIENTS * ROWS_EACH
-    job = queue_import(database, tmp_path, *files)
+def test_a_killed_worker_leaves_the_job_to_the_next_worker(database, tmp_path):
+    total = KILL_PATIENTS * KILL_EACH
+    job = queue_import(database, tmp_path, *levels_files(KILL_PATIENTS, KILL_EACH))
 
     # The first worker: killed without warning while it imports.
     with worker(database, tmp_path / "first.log") as first:
         wait_for(lambda: database.job(job)[0] == "running", timeout=60, what="the claim")
-        time.sleep(0.5)
+        time.sleep(0.3)
         first.kill()
     status, _, _, attempts, _ = database.job(job)
     assert (status, attempts) == ("running", 1), "the first worker should die mid-import"
@@ -115,3 +117,24 @@ def test_a_killed_worker_leaves_the_job_to_the_next_worker(database, files, tmp_
     status, done, rows_total, attempts, _ = database.job(job)
     assert (status, done, rows_total, attempts) == ("succeeded", total, total, 2)
     assert troughs(database) == (total, total)  # every trough once
+
+
+def test_a_long_import_is_not_taken_over_while_its_worker_lives(database, tmp_path):
+    """The worker's own sweep is eager here (silent for 1 s = abandoned), yet the job it is
+    running keeps beating (a heartbeat thread, also through the write transaction), so it
+    finishes in one attempt."""
+    total = KILL_PATIENTS * KILL_EACH
+    job = queue_import(database, tmp_path, *levels_files(KILL_PATIENTS, KILL_EACH))
+
+    with worker(
+        database, tmp_path / "worker.log", IMPORT_JOB_STALE_SECONDS="1", WORKER_DUTY_INTERVAL="0.2"
+    ):
+        wait_for(
+            lambda: database.job(job)[0] in ("succeeded", "failed"),
+            timeout=180,
+            what="the job to finish",
+        )
+
+    status, done, rows_total, attempts, _ = database.job(job)
+    assert (status, done, rows_total, attempts) == ("succeeded", total, total, 1)
+    assert troughs(database) == (total, total)
