@@ -841,5 +841,7 @@ class AlertAcknowledgement(TextGuard, models.Model):
         return f"{self.code} reviewed for patient {self.patient_id} at {self.acknowledged_at}"
 
 
-# Kept in its own module (models.py is near its size limit); imported here so Django finds it.
+# Background work (import jobs, the daily re-judge's claims) lives in modules of its own, to
+# keep this one about clinical records (and under its size limit); imported so Django finds it.
+from .models_jobs import ImportJob, JobStatus  # noqa: E402, F401
 from .models_schedule import DailyRun  # noqa: E402, F401

@@ -18,8 +18,10 @@ from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
-# Dotted paths, imported when the worker starts.
+# Dotted paths, imported when the worker starts. The sweep first: the day's re-judge can take
+# minutes, and a stale import job should not wait behind it.
 DUTIES: list[str] = [
+    "monitoring.jobs.sweep_stale_jobs",
     "monitoring.schedule.run_daily_rejudge",
 ]
 

@@ -207,6 +207,10 @@ WORKER_DUTY_INTERVAL = float(os.environ.get("WORKER_DUTY_INTERVAL", "15"))
 # The daily re-judge (monitoring/schedule.py): once the clinic's local time (TIME_ZONE) has
 # passed this, the first worker to look claims the day and re-judges every active patient.
 DAILY_REFRESH_TIME = env_clock("DAILY_REFRESH_TIME", "02:00")
+# A running import job whose worker has written no progress for this many seconds is given to
+# another worker (monitoring.jobs.sweep_stale_jobs). Keep it above the longest write
+# transaction of an import: progress written inside it is not seen until it commits.
+IMPORT_JOB_STALE_SECONDS = env_int("IMPORT_JOB_STALE_SECONDS", 120)
 
 # ---------------------------------------------------------------------------------------
 # Authentication

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0021_source_fhir'),
+        ('monitoring', '0022_import_job'),
     ]
 
     operations = [
