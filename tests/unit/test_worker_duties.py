@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from monitoring import worker_duties
 
 
-def test_every_duty_runs_with_the_same_time_even_after_one_fails(caplog):
+def test_every_duty_runs_with_the_same_time_even_after_one_fails(caplog, db):
+    # db: the round closes stale database connections after each duty, as a worker must.
     seen = []
 
     def first(now):
