@@ -1,0 +1,392 @@
+"""More than one machine (docs/deployment.md), built on this one: PostgreSQL, PgBouncer in
+transaction mode, two gunicorn nodes with the same SECRET_KEY, haproxy round-robin in front,
+one db_worker. Real processes, real HTTP; the database is read directly to see what is stored.
+
+Not in the default run (marker ``multihost``): `make test-multihost` runs it, after
+installing haproxy and pgbouncer when it can. The tests share one topology and run in file
+order; the last one kills node A.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable
+
+import pytest
+import requests
+
+from .topology import Topology, missing
+
+pytestmark = pytest.mark.multihost
+
+PASSWORD = "multihost-clerk-password-2026"
+PATIENTS = 40
+CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+IMPORT_TOKEN = re.compile(r'name="token" value="([^"]+)"')
+JOB_URL = re.compile(r"/imports/jobs/(\d+)/$")
+JOB_STATE = re.compile(
+    r'id="job-state"[^>]*data-status="(\w+)"|data-status="(\w+)"[^>]*id="job-state"'
+)
+
+# Run once in `manage.py shell` (through PgBouncer, as the nodes): the clerk who imports, the
+# lab interface's token, and the patients every result belongs to.
+SETUP = f"""
+import json
+from django.contrib.auth.models import Group, User
+from monitoring.importers import run_csv_import
+from monitoring.models import InterfaceToken
+clerk = User.objects.create_user("clerk", password={PASSWORD!r})
+clerk.groups.add(Group.objects.get(name="data_entry"))
+_, token = InterfaceToken.issue("lab")
+rows = ["mrn,family_name,given_name,birth_date,sex,target_profile,therapy_start,"
+        "therapy_end,ln_class"]
+rows += [f"MH-{{i:04d}},Test{{i}},Pat,1980-01-01,F,ln_maintenance,2024-01-01,,IV"
+         for i in range({PATIENTS})]
+report = run_csv_import("patients", ("\\n".join(rows) + "\\n").encode())
+assert report.written, report.problems
+print(json.dumps({{"token": token}}))
+"""
+
+
+# --- the data ----------------------------------------------------------------------------------
+
+
+def levels_csv(keys: Iterable[tuple[int, int]]) -> bytes:
+    lines = ["mrn,collected_at,last_dose_at,value,unit,assay,accession"]
+    for p, k in keys:
+        day, minute = 1 + k % 28, k % 60
+        lines.append(
+            f"MH-{p:04d},2025-{1 + k // 28 % 12:02d}-{day:02d}T08:{minute:02d},,"
+            f"{5 + k % 7}.1,ng/mL,LCMSMS,CSV-{p:04d}-{k:04d}"
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def hl7_message(p: int, k: int) -> str:
+    stamp = f"2026{1 + k // 28 % 9:02d}{1 + k % 28:02d}08{k % 60:02d}00"
+    return (
+        "\r".join(
+            [
+                f"MSH|^~\\&|LIS|GH|TDM|NEPHRO|{stamp}||ORU^R01|MSG-{p:04d}-{k:04d}|P|2.5.1",
+                f"PID|1||MH-{p:04d}^^^GH^MR||Test{p}^Pat||19800101|F",
+                f"OBR|1|ORD{p}{k}|HL7-{p:04d}-{k:04d}|77348-1^Tacrolimus trough^LN|||{stamp}",
+                f"OBX|1|NM|77348-1^Tacrolimus [Mass/volume] in Blood --trough^LN||{5 + k % 7}.2|"
+                f"ng/mL^^UCUM|5.0-15.0|N|||F|||{stamp}|||LCMSMS",
+            ]
+        )
+        + "\r"
+    )
+
+
+def acks(text: str) -> dict[str, str]:
+    """MSA-2 (the message's control id) → MSA-1 (AA, AE, AR) for every ACK in an answer."""
+    found = {}
+    for segment in re.split(r"[\r\n]+", text):
+        fields = segment.split("|")
+        if fields[0] == "MSA":
+            found[fields[2]] = fields[1]
+    return found
+
+
+# --- the site ----------------------------------------------------------------------------------
+
+
+class Site:
+    def __init__(self, topology: Topology, token: str):
+        self.t = topology
+        self.token = token
+
+    def sign_in(self, node: str) -> requests.Session:
+        base = self.t.node(node)
+        session = requests.Session()
+        page = session.get(f"{base}/accounts/login/", timeout=15)
+        assert page.status_code == 200, page.text[:500]
+        response = session.post(
+            f"{base}/accounts/login/",
+            data={
+                "username": "clerk",
+                "password": PASSWORD,
+                "csrfmiddlewaretoken": CSRF.search(page.text).group(1),
+            },
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert response.status_code == 302, response.text[:500]
+        return session
+
+    def post_hl7(self, base: str, messages: list[str]) -> requests.Response:
+        return requests.post(
+            f"{base}/hl7/inbound/",
+            data="".join(messages).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "text/plain"},
+            timeout=30,
+        )
+
+    def preview(self, session: requests.Session, base: str, name: str, data: bytes) -> str:
+        """Upload a levels file; the signed token of its preview page."""
+        page = session.get(f"{base}/imports/", timeout=15)
+        assert page.status_code == 200, page.text[:500]
+        response = session.post(
+            f"{base}/imports/",
+            data={"kind": "levels", "csrfmiddlewaretoken": CSRF.search(page.text).group(1)},
+            files={"file": (name, data, "text/csv")},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text[:2000]
+        assert "error" not in re.findall(r'class="badge[^"]*">(\w+)<', response.text)
+        return IMPORT_TOKEN.search(response.text).group(1)
+
+    def confirm(self, session: requests.Session, base: str, token: str) -> str:
+        """Confirm a previewed import; "ok" once the rows are stored, "refused" when the
+        import was refused (another import stored some of the rows meanwhile). With
+        background jobs the confirm answers with the job's page, followed until it ends."""
+        page = session.get(f"{base}/imports/", timeout=15)
+        response = session.post(
+            f"{base}/imports/confirm/",
+            data={"token": token, "csrfmiddlewaretoken": CSRF.search(page.text).group(1)},
+            allow_redirects=False,
+            timeout=60,
+        )
+        if response.status_code == 400:
+            assert "Nothing was imported" in response.text
+            return "refused"
+        assert response.status_code == 302, response.text[:2000]
+        location = response.headers["Location"]
+        if JOB_URL.search(location):
+            return self.wait_job(session, base, location)
+        landed = session.get(f"{base}{location}" if location.startswith("/") else location)
+        assert "Imported " in landed.text, landed.text[:2000]
+        return "ok"
+
+    def wait_job(self, session: requests.Session, base: str, location: str) -> str:
+        url = f"{base}{location}" if location.startswith("/") else location
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            page = session.get(url, timeout=15)
+            match = JOB_STATE.search(page.text)
+            assert match, page.text[:2000]
+            status = match.group(1) or match.group(2)
+            if status == "succeeded":
+                return "ok"
+            if status == "failed":
+                return "refused"
+            time.sleep(0.3)
+        raise AssertionError(f"the import job at {url} did not end in 60 s\n{self.t.tails()}")
+
+    def stored(self, prefix: str) -> list[str]:
+        """Accessions stored with this prefix, one entry per stored row."""
+        return [
+            row[0]
+            for row in self.t.sql(
+                "SELECT accession FROM monitoring_troughlevel WHERE accession LIKE %s",
+                (prefix + "%",),
+            )
+        ]
+
+    def duplicates(self) -> list[tuple]:
+        return self.t.sql(
+            "SELECT patient_id, accession, count(*) FROM monitoring_troughlevel "
+            "WHERE accession <> '' GROUP BY patient_id, accession HAVING count(*) > 1"
+        )
+
+
+@pytest.fixture(scope="module")
+def site():
+    absent = missing()
+    if absent:
+        pytest.skip(
+            f"multihost test needs {', '.join(absent)}. Enable it with `make test-multihost` "
+            "(installs haproxy and pgbouncer with apt-get when run as root), or: "
+            "sudo apt-get install haproxy pgbouncer; PostgreSQL superuser trusted on "
+            "127.0.0.1 (MULTIHOST_POSTGRES_URL to use another server)."
+        )
+    topology = Topology()
+    # Also if the run is interrupted before the fixture's own teardown.
+    atexit.register(topology.close)
+    try:
+        topology.create_database()
+        topology.start_pgbouncer()
+        topology.start_haproxy()
+        # The nodes start (import Django) while the schema is built: they touch the database
+        # only when a request comes. Migrations run once, straight to PostgreSQL.
+        topology.start_node("a")
+        topology.start_node("b")
+        topology.wait_port(topology.pgbouncer_port)
+        topology.manage("migrate", "--no-input", direct=True)
+        token = json.loads(topology.manage("shell", "-c", SETUP).strip().splitlines()[-1])
+        topology.start_worker()
+        for name in ("a", "b"):
+            topology.wait_http(f"{topology.node(name)}/healthz")
+        topology.wait_http(f"{topology.balancer}/healthz")
+        yield Site(topology, token["token"])
+    finally:
+        topology.close()
+
+
+# --- the scenarios -----------------------------------------------------------------------------
+
+
+def test_a_session_started_on_node_a_continues_on_node_b(site):
+    session = site.sign_in("a")
+
+    page = session.get(f"{site.t.node('b')}/imports/", allow_redirects=False, timeout=15)
+    assert page.status_code == 200, page.headers.get("Location")
+    assert "Signed in as <strong>clerk</strong>" in page.text
+    # The same page without the cookies: B's answer above came from the shared session.
+    anonymous = requests.get(f"{site.t.node('b')}/imports/", allow_redirects=False, timeout=15)
+    assert anonymous.status_code == 302
+    assert "/accounts/login/" in anonymous.headers["Location"]
+
+    # A write on B with B's form token, then A sees the session gone.
+    logout = session.post(
+        f"{site.t.node('b')}/accounts/logout/",
+        data={"csrfmiddlewaretoken": CSRF.search(page.text).group(1)},
+        allow_redirects=False,
+        timeout=15,
+    )
+    assert logout.status_code == 302
+    after = session.get(f"{site.t.node('a')}/imports/", allow_redirects=False, timeout=15)
+    assert after.status_code == 302
+    assert "/accounts/login/" in after.headers["Location"]
+
+
+def test_concurrent_overlapping_hl7_posts_through_the_balancer_store_each_result_once(site):
+    keys = [(p, k) for p in range(12) for k in range(2)]
+    messages = {f"MSG-{p:04d}-{k:04d}": hl7_message(p, k) for p, k in keys}
+    ordered = list(messages.values())
+    # Every message three times: twice in the same chunk of three, once in chunks shifted by
+    # one, all posted at once from 16 threads.
+    chunks = [ordered[i : i + 3] for i in range(0, len(ordered), 3)] * 2
+    chunks += [ordered[i : i + 3] for i in range(1, len(ordered), 3)]
+    answers: list[requests.Response] = []
+    errors: list[BaseException] = []
+
+    def post(chunk):
+        try:
+            answers.append(site.post_hl7(site.t.balancer, chunk))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post, args=(chunk,)) for chunk in chunks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert not errors, errors
+    assert [a.status_code for a in answers] == [200] * len(chunks), [a.text for a in answers]
+    verdicts = [acks(a.text) for a in answers]
+    assert all(set(v.values()) == {"AA"} for v in verdicts), verdicts
+    assert {cid for v in verdicts for cid in v} == set(messages)
+    assert {a.headers["X-Served-By"] for a in answers} == {"a", "b"}
+    assert sorted(site.stored("HL7-")) == sorted(f"HL7-{p:04d}-{k:04d}" for p, k in keys)
+    assert site.duplicates() == []
+
+
+def test_overlapping_csv_imports_confirmed_on_both_nodes_store_each_row_once(site):
+    first = [(p, k) for p in range(12, 24) for k in range(10)]
+    second = [(p, k) for p in range(18, 30) for k in range(10)]
+    session = site.sign_in("a")
+    tokens = {
+        "a": site.preview(session, site.t.node("a"), "first.csv", levels_csv(first)),
+        "b": site.preview(session, site.t.node("b"), "second.csv", levels_csv(second)),
+    }
+    outcomes: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def confirm(node):
+        try:
+            outcomes[node] = site.confirm(session, site.t.node(node), tokens[node])
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=confirm, args=(node,)) for node in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert not errors, errors
+    # A file refused because the other stored some of its rows first is imported again:
+    # its overlapping rows are then unchanged, the rest new.
+    for node, outcome in outcomes.items():
+        if outcome == "refused":
+            assert site.confirm(session, site.t.balancer, tokens[node]) == "ok"
+
+    expected = sorted({f"CSV-{p:04d}-{k:04d}" for p, k in first + second})
+    assert sorted(site.stored("CSV-")) == expected
+    assert site.duplicates() == []
+
+
+def test_killing_node_a_mid_import_loses_nothing_acknowledged_and_retries_add_no_duplicate(site):
+    big = [(p, k) for p in range(30, 40) for k in range(150)]
+    session = site.sign_in("b")
+    token = site.preview(session, site.t.node("b"), "big.csv", levels_csv(big))
+    hl7_keys = [(p, k) for p in range(PATIENTS) for k in (10, 11)]
+    hl7 = {f"MSG-{p:04d}-{k:04d}": hl7_message(p, k) for p, k in hl7_keys}
+    acknowledged: set[str] = set()
+    lock = threading.Lock()
+    confirm_outcome: list[str] = []
+
+    def confirm_on_a():
+        try:
+            confirm_outcome.append(site.confirm(session, site.t.node("a"), token))
+        except requests.RequestException as exc:
+            confirm_outcome.append(f"no answer: {type(exc).__name__}")
+
+    def post_on_a(ids: list[str]):
+        for i in range(0, len(ids), 2):
+            try:
+                answer = site.post_hl7(site.t.node("a"), [hl7[c] for c in ids[i : i + 2]])
+            except requests.RequestException:
+                continue  # not acknowledged: retried below
+            if answer.status_code == 200:
+                with lock:
+                    acknowledged.update(c for c, v in acks(answer.text).items() if v == "AA")
+
+    ids = list(hl7)
+    workers = [threading.Thread(target=confirm_on_a)]
+    workers += [threading.Thread(target=post_on_a, args=(ids[i::6],)) for i in range(6)]
+    for worker in workers:
+        worker.start()
+    # Node A dies once about a third of the HL7 results were acknowledged: the rest, and
+    # the confirm that started first, are in flight or not yet sent.
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < len(ids) // 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    site.t.kill_node("a")
+    for worker in workers:
+        worker.join(90)
+
+    assert 0 < len(acknowledged) < len(ids), "the kill did not land mid-stream"
+    # Everything acknowledged is stored.
+    stored_hl7 = set(site.stored("HL7-"))
+    assert {f"HL7-{c[4:]}" for c in acknowledged} <= stored_hl7
+    # The file is one transaction: all of its rows or none (PgBouncer closes the server
+    # connection of a client that vanished mid-transaction; PostgreSQL rolls it back).
+    time.sleep(1)
+    big_stored = sum(1 for a in site.stored("CSV-") if int(a[4:8]) >= 30)
+    assert big_stored in (0, len(big)), big_stored
+
+    # Retry, through the balancer (only node B is left), whatever was not acknowledged.
+    missing_ids = [c for c in ids if c not in acknowledged]
+    answer = site.post_hl7(site.t.balancer, [hl7[c] for c in missing_ids])
+    assert answer.status_code == 200
+    assert set(acks(answer.text).values()) == {"AA"}
+    assert answer.headers["X-Served-By"] == "b"
+    if confirm_outcome != ["ok"]:
+        assert site.confirm(session, site.t.balancer, token) == "ok"
+
+    assert sorted(site.stored("HL7-")) == sorted(
+        [f"HL7-{p:04d}-{k:04d}" for p, k in hl7_keys]
+        + [f"HL7-{p:04d}-{k:04d}" for p in range(12) for k in range(2)]
+    )
+    assert sum(1 for a in site.stored("CSV-") if int(a[4:8]) >= 30) == len(big)
+    assert site.duplicates() == []
+    print(
+        f"confirm on the killed node: {confirm_outcome}; HL7 acknowledged before the kill: "
+        f"{len(acknowledged)} of {len(ids)}"
+    )
