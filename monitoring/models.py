@@ -839,3 +839,7 @@ class AlertAcknowledgement(TextGuard, models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} reviewed for patient {self.patient_id} at {self.acknowledged_at}"
+
+
+# Job models live in their own module to keep this one about clinical records.
+from .models_jobs import ImportJob, JobStatus  # noqa: E402, F401

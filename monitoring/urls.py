@@ -9,6 +9,7 @@ from .views import exports as export_views
 from .views import fhir as fhir_views
 from .views import forecast as forecast_views
 from .views import hl7_endpoint
+from .views import import_jobs as import_job_views
 from .views import imports as import_views
 from .views import patient as patient_views
 from .views import records as record_views
@@ -76,6 +77,7 @@ urlpatterns = [
     path("imports/", import_views.import_page, name="import"),
     path("imports/confirm/", import_views.import_confirm, name="import_confirm"),
     path("imports/errors.csv", import_views.import_errors_csv, name="import_errors"),
+    path("imports/jobs/<int:pk>/", import_job_views.import_job, name="import_job"),
     path("hl7/inbound/", hl7_endpoint.hl7_inbound, name="hl7_inbound"),
     # Export: the contract exports (levels, patients) as downloads.
     path("exports/", export_views.export_page, name="export"),

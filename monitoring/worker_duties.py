@@ -19,7 +19,9 @@ from django.utils.module_loading import import_string
 logger = logging.getLogger(__name__)
 
 # Dotted paths, imported when the worker starts.
-DUTIES: list[str] = []
+DUTIES: list[str] = [
+    "monitoring.jobs.sweep_stale_jobs",
+]
 
 
 def load_duties() -> list[Callable[[datetime], object]]:

@@ -232,6 +232,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Seconds between two rounds of worker duties (stale-job sweep, daily schedule).
 WORKER_DUTY_INTERVAL = float(os.environ.get("WORKER_DUTY_INTERVAL", "15"))
+# A running import job whose worker has written no progress for this many seconds is given to
+# another worker (monitoring.jobs.sweep_stale_jobs). Keep it above the longest write
+# transaction of an import: progress written inside it is not seen until it commits.
+IMPORT_JOB_STALE_SECONDS = env_int("IMPORT_JOB_STALE_SECONDS", 120)
 
 # ---------------------------------------------------------------------------------------
 # Authentication

@@ -38,6 +38,17 @@ def _forecasts_only_where_tested(request, settings):
     settings.PK_FORECASTS = request.node.get_closest_marker("forecast") is not None
 
 
+@pytest.fixture(autouse=True)
+def _tasks_run_at_once(request, settings):
+    """Background tasks run inside the request that enqueues them (django-tasks'
+    ImmediateBackend), so an ordinary test sees a confirmed import finished. Tests marked
+    ``worker`` keep the database backend and run real ``manage.py db_worker`` processes."""
+    if request.node.get_closest_marker("worker") is None:
+        settings.TASKS = {
+            "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}
+        }
+
+
 @pytest.fixture
 def user_factory(db, django_user_model) -> Callable[..., object]:
     """Make a user: `user_factory(groups=["clinician"], is_staff=True, username="ana")`.

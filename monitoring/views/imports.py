@@ -4,8 +4,9 @@ every row (new / updated / unchanged / error, with the problem next to the row),
 The same code as the commands judges the file: ``run_csv_import`` (import_csv) for the CSV
 kinds, ``import_hl7_messages`` (import_hl7) for HL7. The preview is that import run as a dry
 run: the CSV runner rolls its transaction back itself; the HL7 import, which commits message
-by message, runs inside an outer transaction that is rolled back. Confirm runs the same
-import again on the same bytes and keeps it only when nothing is in error: a CSV file in one
+by message, runs inside an outer transaction that is rolled back. Confirm queues the same
+import on the same bytes as a background job (jobs.py; its page is views/import_jobs.py),
+which keeps it only when nothing is in error: a CSV file in one
 transaction (the runner's), an HL7 file likewise (the outer transaction is kept only if every
 message is accepted). An HL7 *interface* keeps its per-message semantics: hl7_endpoint.py.
 
@@ -49,11 +50,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from .. import rules, validation
 from ..csv_safe import SafeCsvWriter
-from ..history_reason import change_reason
 from ..importers import ImportReport, run_csv_import
 from ..importers.csv_reader import detect_delimiter
 from ..importers.hl7 import ACCEPTED, ERROR, REJECTED, MessageResult, import_hl7_messages
 from ..importers.kinds import CREATED, IMPORTERS, UNCHANGED, UPDATED
+from ..jobs import import_job_create
 from ..models import Assay, LabTest, LevelStatus
 
 logger = logging.getLogger(__name__)
@@ -187,10 +188,6 @@ def run_hl7(data: bytes, *, user, write: bool) -> list[MessageResult]:
         if not write or not results or not all(r.accepted for r in results):
             transaction.set_rollback(True)
     return results
-
-
-def _reason(upload: Upload) -> str:
-    return f"web import ({upload.kind}): {upload.name}"
 
 
 # --- what the page shows -----------------------------------------------------------------------
@@ -437,38 +434,18 @@ def import_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 @permission_required(PERMISSION, raise_exception=True)
 def import_confirm(request: HttpRequest) -> HttpResponse:
-    """Import the previewed file for real, all or nothing; refused while any row is in error."""
+    """Queue the previewed file as a background job (monitoring/jobs.py) and send the user to
+    its page, which shows the progress and then the result. The job imports all or nothing,
+    as the preview did: a file with an error row ends as a failed job that wrote nothing."""
     try:
         upload = unseal(request.POST.get("token", ""), request.user.pk)
     except UploadRefused as exc:
         messages.error(request, str(exc))
         return redirect("monitoring:import")
-    token = seal(upload, request.user.pk)
-    with change_reason(_reason(upload)):
-        if upload.kind == HL7:
-            results = run_hl7(upload.data, user=request.user, write=True)
-            preview = hl7_preview(upload, results, token)
-            summary = ", ".join(f"{n} {status}" for status, n in preview.counts if n)
-        else:
-            report = run_csv_import(upload.kind, upload.data, user=request.user)
-            preview = csv_preview(upload, report, token)
-            summary = report.summary()
-    if not preview.ok:
-        return _page(
-            request,
-            preview=preview,
-            status=400,
-            refused=("Nothing was imported: the file has errors. Fix them and upload it again."),
-        )
+    job = import_job_create(kind=upload.kind, name=upload.name, data=upload.data, user=request.user)
     # The file name stays out of the log: clinics often name files after a patient.
-    logger.info(
-        "web import (%s) by %s: %s",
-        upload.kind,
-        request.user.get_username(),
-        summary,
-    )
-    messages.success(request, f"Imported {upload.name} ({KIND_LABELS[upload.kind]}): {summary}.")
-    return redirect("monitoring:import")
+    logger.info("web import (%s) by %s: job %s", upload.kind, request.user.get_username(), job.pk)
+    return redirect("monitoring:import_job", pk=job.pk)
 
 
 @require_POST

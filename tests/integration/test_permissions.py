@@ -92,6 +92,7 @@ URLS: dict[str, Rule] = {
     "monitoring:import": Rule("import"),
     "monitoring:import_confirm": Rule("import", "POST"),
     "monitoring:import_errors": Rule("import", "POST"),
+    "monitoring:import_job": Rule("import"),
     "monitoring:hl7_inbound": Rule("interface", "POST"),
     "monitoring:export": Rule("export"),
     "monitoring:access_log": Rule("audit"),

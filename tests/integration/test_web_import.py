@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from monitoring.importers import run_csv_import
-from monitoring.models import Patient, Source, TroughLevel
+from monitoring.models import ImportJob, Patient, Source, TroughLevel
 from monitoring.views import imports
 
 pytestmark = pytest.mark.django_db
@@ -84,10 +84,12 @@ def test_the_preview_writes_nothing_until_confirmed(data_entry_client):
 
     response = data_entry_client.post(CONFIRM, {"token": token_of(response)})
     assert response.status_code == 302
-    assert response.url == PAGE
+    job = ImportJob.objects.get()
+    assert response.url == reverse("monitoring:import_job", args=[job.pk])
     assert sorted(Patient.objects.values_list("mrn", flat=True)) == ["MRN-1", "MRN-2"]
-    page = data_entry_client.get(PAGE)
-    assert "Imported patients.csv" in page.content.decode()
+    page = data_entry_client.get(response.url)
+    assert "Import of patients.csv" in page.content.decode()
+    assert 'data-status="succeeded"' in page.content.decode()
     # The history says where the change came from and who made it.
     record = Patient.history.get(mrn="MRN-1")
     assert record.history_change_reason == "web import (patients): patients.csv"
@@ -128,8 +130,8 @@ def test_a_file_with_one_bad_row_writes_nothing_and_confirm_is_refused(data_entr
     assert "Confirm import" not in html
     assert TroughLevel.objects.count() == 0
 
-    refused = data_entry_client.post(CONFIRM, {"token": token_of(response)})
-    assert refused.status_code == 400
+    refused = data_entry_client.post(CONFIRM, {"token": token_of(response)}, follow=True)
+    assert 'data-status="failed"' in refused.content.decode()
     assert "Nothing was imported" in refused.content.decode()
     assert TroughLevel.objects.count() == 0
     assert TroughLevel.history.count() == 0
@@ -321,8 +323,8 @@ def test_an_hl7_file_with_an_unknown_patient_writes_nothing(data_entry_client, p
     assert "unknown patient" in preview.messages[1].reasons[0]
     assert "Confirm import" not in response.content.decode()
 
-    refused = data_entry_client.post(CONFIRM, {"token": token_of(response)})
-    assert refused.status_code == 400
+    refused = data_entry_client.post(CONFIRM, {"token": token_of(response)}, follow=True)
+    assert 'data-status="failed"' in refused.content.decode()
     assert TroughLevel.objects.count() == 0  # not even the accepted message
 
     download = data_entry_client.post(ERRORS, {"token": token_of(response)})
