@@ -172,10 +172,10 @@ class Topology:
         self.processes[name] = process
         return process
 
-    def manage(self, *args: str, direct: bool = False, timeout: int = 120) -> str:
-        """Run a management command against the test database; its stdout, or a failure
-        showing its output."""
-        env = self.site_env(**({"DATABASE_URL": self.direct_url} if direct else {}))
+    def manage(self, *args: str, direct: bool = False, timeout: int = 120, **extra: str) -> str:
+        """Run a management command against the test database (through PgBouncer, or
+        ``direct`` to PostgreSQL); its stdout, or a failure showing its output."""
+        env = self.site_env(**({"DATABASE_URL": self.direct_url} if direct else {}), **extra)
         if direct:
             env.pop("DATABASE_PGBOUNCER")
         result = subprocess.run(
