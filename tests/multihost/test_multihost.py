@@ -346,12 +346,13 @@ def test_database_pool_runs_queries_through_djangos_pool(site):
         "shell", "-c", POOL_CHECK, direct=True, DATABASE_POOL="1", DATABASE_POOL_SIZE="3"
     )
 
-    assert json.loads(out.strip().splitlines()[-1]) == {
-        "pool": "ConnectionPool",
-        "max_size": 3,
-        "patients": PATIENTS,
-        "idle": 1,
-    }
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["pool"] == "ConnectionPool"
+    assert result["max_size"] == 3
+    assert result["patients"] == PATIENTS
+    # Closing Django's connection gave it back to the pool (which may have opened another
+    # while the first was being made): open, idle, none beyond the size.
+    assert 1 <= result["idle"] <= 3, result
 
 
 def test_killing_node_a_mid_import_loses_nothing_acknowledged_and_retries_add_no_duplicate(site):
