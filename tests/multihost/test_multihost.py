@@ -329,6 +329,39 @@ def test_overlapping_csv_imports_confirmed_on_both_nodes_store_each_row_once(sit
     assert site.duplicates() == []
 
 
+def test_streamed_exports_through_pgbouncer_are_whole_while_other_requests_run(site):
+    """The worklist export streams its rows from .iterator(): with PgBouncer in transaction
+    mode that must not be a server-side cursor (DATABASE_PGBOUNCER turns them off), whose
+    FETCH could reach another server connection than its DECLARE."""
+    session = site.sign_in("a")
+    answers: list[tuple[int, str]] = []
+    errors: list[BaseException] = []
+    again = [hl7_message(p, k) for p in range(12) for k in range(2)]
+
+    def export(node):
+        try:
+            response = session.get(f"{site.t.node(node)}/worklist/export.csv", timeout=30)
+            answers.append((response.status_code, response.text))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def resend(chunk):
+        # Stored already: unchanged, but each one a transaction of its own on PgBouncer.
+        site.post_hl7(site.t.balancer, chunk)
+
+    threads = [threading.Thread(target=export, args=("ab"[i % 2],)) for i in range(8)]
+    threads += [threading.Thread(target=resend, args=(again[i : i + 3],)) for i in range(0, 24, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert not errors, errors
+    assert [status for status, _ in answers] == [200] * 8
+    assert len({text for _, text in answers}) == 1
+    assert len(answers[0][1].splitlines()) == PATIENTS + 1
+
+
 POOL_CHECK = """
 import json
 from django.db import connection
