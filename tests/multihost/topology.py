@@ -66,22 +66,20 @@ class Process:
     killed: bool = False
 
     def kill(self) -> None:
-        """SIGKILL to the whole process group (a gunicorn master and its workers)."""
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """SIGKILL to the whole process group (a gunicorn master and its workers), also
+        when the leader has already gone: a worker it left behind is still in the group."""
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.popen.wait(timeout=10)
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         if self.popen.poll() is None:
             try:
                 os.killpg(self.popen.pid, signal.SIGTERM)
-                self.popen.wait(timeout=2)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
+            except ProcessLookupError:
                 pass
-        self.kill()
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -331,8 +329,16 @@ class Topology:
             return conn.execute(query, params).fetchall()
 
     def close(self) -> None:
-        for process in reversed(list(self.processes.values())):
-            process.stop()
+        # SIGTERM to all at once, a short grace together, then SIGKILL to what is left.
+        for process in self.processes.values():
+            process.terminate()
+        deadline = time.monotonic() + 3
+        for process in self.processes.values():
+            try:
+                process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            process.kill()
         if self.created_database:
             with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
