@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Iterable
@@ -223,11 +224,12 @@ def site():
         # only when a request comes. Migrations run once, straight to PostgreSQL.
         topology.start_node("a")
         topology.start_node("b")
+        topology.start_node("stranger", workers=1, SECRET_KEY=secrets.token_urlsafe(50))
         topology.wait_port(topology.pgbouncer_port)
         topology.manage("migrate", "--no-input", direct=True)
         token = json.loads(topology.manage("shell", "-c", SETUP).strip().splitlines()[-1])
         topology.start_worker()
-        for name in ("a", "b"):
+        for name in ("a", "b", "stranger"):
             topology.wait_http(f"{topology.node(name)}/healthz")
         topology.wait_http(f"{topology.balancer}/healthz")
         yield Site(topology, token["token"])
@@ -263,6 +265,26 @@ def test_a_session_started_on_node_a_continues_on_node_b(site):
 
     # Both nodes reached PostgreSQL through PgBouncer (it logs each client's login).
     assert f"login attempt: db={site.t.database}" in site.t.processes["pgbouncer"].log.read_text()
+
+
+def test_a_node_with_another_secret_key_accepts_neither_the_session_nor_a_preview(site):
+    session = site.sign_in("a")
+    token = site.preview(session, site.t.node("a"), "one.csv", levels_csv([(0, 300)]))
+
+    page = session.get(f"{site.t.node('stranger')}/imports/", allow_redirects=False, timeout=15)
+    assert page.status_code == 302
+    assert "/accounts/login/" in page.headers["Location"]
+
+    # Signed in there too, the preview made on node A still cannot be confirmed.
+    elsewhere = site.sign_in("stranger")
+    form = elsewhere.get(f"{site.t.node('stranger')}/imports/", timeout=15)
+    response = elsewhere.post(
+        f"{site.t.node('stranger')}/imports/confirm/",
+        data={"token": token, "csrfmiddlewaretoken": CSRF.search(form.text).group(1)},
+        timeout=30,
+    )
+    assert "The uploaded file could not be verified" in response.text
+    assert site.stored(csv_accession(0, 300)) == []
 
 
 def test_concurrent_overlapping_hl7_posts_through_the_balancer_store_each_result_once(site):

@@ -102,6 +102,8 @@ class Topology:
         default_factory=lambda: {"a": BASE_PORT + 1, "b": BASE_PORT + 2}
     )
     pgbouncer_port: int = BASE_PORT + 3
+    # A node outside the balancer with a SECRET_KEY of its own: what a mistake looks like.
+    stranger_port: int = BASE_PORT + 4
 
     # --- addresses -------------------------------------------------------------------------
 
@@ -109,8 +111,11 @@ class Topology:
     def balancer(self) -> str:
         return f"http://{HOST}:{self.haproxy_port}"
 
+    def port_of(self, name: str) -> int:
+        return self.stranger_port if name == "stranger" else self.node_ports[name]
+
     def node(self, name: str) -> str:
-        return f"http://{HOST}:{self.node_ports[name]}"
+        return f"http://{HOST}:{self.port_of(name)}"
 
     @property
     def direct_url(self) -> str:
@@ -255,7 +260,7 @@ class Topology:
         )
         self.start("haproxy", [HAPROXY, "-db", "-f", str(cfg)])
 
-    def start_node(self, name: str) -> None:
+    def start_node(self, name: str, workers: int = 2, **env: str) -> None:
         self.start(
             f"node-{name}",
             [
@@ -264,13 +269,13 @@ class Topology:
                 "--config",
                 "gunicorn.conf.py",
                 "--workers",
-                "2",
+                str(workers),
                 "--timeout",
                 "30",
                 "--bind",
-                f"{HOST}:{self.node_ports[name]}",
+                f"{HOST}:{self.port_of(name)}",
             ],
-            env=self.site_env(),
+            env=self.site_env(**env),
         )
 
     def start_worker(self) -> None:
