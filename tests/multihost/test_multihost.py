@@ -82,7 +82,8 @@ def hl7_message(p: int, k: int) -> str:
             [
                 f"MSH|^~\\&|LIS|GH|TDM|NEPHRO|{stamp}||ORU^R01|MSG-{p:04d}-{k:04d}|P|2.5.1",
                 f"PID|1||MH-{p:04d}^^^GH^MR||Test{p}^Pat||19800101|F",
-                f"OBR|1|ORD{p}{k}|HL7-{p:04d}-{k:04d}|77348-1^Tacrolimus trough^LN|||{stamp}",
+                f"OBR|1|ORD{p:04d}{k:04d}|HL7-{p:04d}-{k:04d}|77348-1^Tacrolimus trough^LN|||"
+                f"{stamp}",
                 f"OBX|1|NM|77348-1^Tacrolimus [Mass/volume] in Blood --trough^LN||{5 + k % 7}.2|"
                 f"ng/mL^^UCUM|5.0-15.0|N|||F|||{stamp}|||LCMSMS",
             ]
