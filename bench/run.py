@@ -856,6 +856,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         log("model-informed dosing engine (bench/pk.py)")
         text += "\n" + "\n".join(pk_bench.render(pk_bench.measure())) + "\n"
+        from bench import jobs as jobs_bench  # imports this module: not at the top
+
+        text += "\n" + "\n".join(jobs_bench.render(jobs_bench.measure(databases, 20_000))) + "\n"
     print(text)
     if not args.no_write:
         output = Path(args.output)

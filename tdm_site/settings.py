@@ -91,9 +91,11 @@ INSTALLED_APPS = [
     "simple_history",
     "axes",
     "csp",
+    # Before django_tasks_db: of two apps with the same management command, the first listed
+    # wins, and `manage.py db_worker` must be monitoring's (the queue plus the worker duties).
+    "monitoring",
     "django_tasks",
     "django_tasks_db",
-    "monitoring",
     # SMART on FHIR launch from the hospital record (smart/, docs/smart-on-fhir.md).
     "smart",
 ]

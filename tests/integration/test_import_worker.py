@@ -1,0 +1,117 @@
+"""Import jobs run by real `manage.py db_worker` processes, on an SQLite file and on
+PostgreSQL: the job completes, its progress as another connection sees it never goes back,
+and a worker killed (SIGKILL) in the middle of an import leaves a running job that a second
+worker takes over and finishes, with every trough stored once.
+
+Each test has a database of its own (tests/jobs_support.py): pytest's SQLite test database
+lives in memory, where no subprocess can see it. PostgreSQL runs skip when the server at
+JOBS_TEST_PG (default postgres://postgres@127.0.0.1:5432) does not answer."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.jobs_support import (
+    drop_postgres,
+    levels_files,
+    make_postgres,
+    make_sqlite,
+    pg_available,
+    queue_import,
+    wait_for,
+    worker,
+)
+
+pytestmark = pytest.mark.worker
+
+ROWS_PATIENTS, ROWS_EACH = 100, 30  # 3,000 troughs: a few seconds of import
+PG_NAME = "tdm_jobs_worker"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    return make_sqlite(tmp_path_factory.mktemp("jobs-template"))
+
+
+@pytest.fixture(scope="session")
+def pg_template():
+    if not pg_available():
+        pytest.skip("no PostgreSQL server at JOBS_TEST_PG")
+    template = f"{PG_NAME}_template"
+    make_postgres(template)
+    yield template
+    drop_postgres(template)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        yield make_sqlite(tmp_path, template.url.removeprefix("sqlite:///"))
+        return
+    template = request.getfixturevalue("pg_template")
+    yield make_postgres(PG_NAME, template=template)
+    drop_postgres(PG_NAME)
+
+
+@pytest.fixture
+def files():
+    return levels_files(ROWS_PATIENTS, ROWS_EACH)
+
+
+def troughs(db) -> tuple[int, int]:
+    return db.query("SELECT COUNT(*), COUNT(DISTINCT accession) FROM monitoring_troughlevel")[0]
+
+
+def test_a_worker_runs_the_job_and_its_progress_never_goes_back(database, files, tmp_path):
+    total = ROWS_PATIENTS * ROWS_EACH
+    job = queue_import(database, tmp_path, *files)
+    assert database.job(job)[0] == "queued"
+    seen: list[tuple[str, int]] = []
+
+    def finished() -> bool:
+        status, done, *_ = database.job(job)
+        seen.append((status, done))
+        return status in ("succeeded", "failed")
+
+    with worker(database, tmp_path / "worker.log"):
+        wait_for(finished, timeout=120, what="the job to finish")
+
+    status, done, rows_total, attempts, _ = database.job(job)
+    assert (status, done, rows_total, attempts) == ("succeeded", total, total, 1)
+    done_values = [d for _, d in seen]
+    assert done_values == sorted(done_values), "rows_done went back"
+    assert "running" in {s for s, _ in seen}
+    assert troughs(database) == (total, total)
+    # The file is not kept once imported.
+    assert database.query("SELECT LENGTH(data) FROM monitoring_importjob")[0][0] == 0
+
+
+def test_a_killed_worker_leaves_the_job_to_the_next_worker(database, files, tmp_path):
+    total = ROWS_PATIENTS * ROWS_EACH
+    job = queue_import(database, tmp_path, *files)
+
+    # The first worker: killed without warning while it imports.
+    with worker(database, tmp_path / "first.log") as first:
+        wait_for(lambda: database.job(job)[0] == "running", timeout=60, what="the claim")
+        time.sleep(0.5)
+        first.kill()
+    status, _, _, attempts, _ = database.job(job)
+    assert (status, attempts) == ("running", 1), "the first worker should die mid-import"
+    assert troughs(database) == (0, 0)  # all or nothing: its transaction died with it
+
+    # The second worker's sweep finds the job silent, queues it again and runs it.
+    with worker(
+        database, tmp_path / "second.log", IMPORT_JOB_STALE_SECONDS="1", WORKER_DUTY_INTERVAL="0.5"
+    ):
+        wait_for(
+            lambda: database.job(job)[0] in ("succeeded", "failed"),
+            timeout=120,
+            what="the second attempt",
+        )
+
+    status, done, rows_total, attempts, _ = database.job(job)
+    assert (status, done, rows_total, attempts) == ("succeeded", total, total, 2)
+    assert troughs(database) == (total, total)  # every trough once
