@@ -8,7 +8,7 @@ RUN_STAMP := .venv/.stamp-run
 PORT ?= 8000
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/tdm
 
-.PHONY: help venv run test test-postgres lint check-deploy clean
+.PHONY: help venv run test test-postgres test-multihost lint check-deploy clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,6 +51,18 @@ test: venv ## Run the whole test suite on SQLite (installs Debian chromium for b
 
 test-postgres: venv ## Run the test suite on PostgreSQL at 127.0.0.1:5432 (pytest-django creates test_tdm)
 	DATABASE_URL=$(POSTGRES_URL) .venv/bin/pytest
+
+test-multihost: venv ## Two gunicorn nodes, haproxy, PgBouncer and a worker on this machine (docs/deployment.md); installs haproxy and pgbouncer when root
+	@if ! { command -v haproxy || [ -x /usr/sbin/haproxy ]; } >/dev/null 2>&1 \
+	    || ! { command -v pgbouncer || [ -x /usr/sbin/pgbouncer ]; } >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian haproxy and pgbouncer for the multihost test..."; \
+	    apt-get update && apt-get install -y haproxy pgbouncer; \
+	  else \
+	    echo "haproxy or pgbouncer not found: install them (Debian/Ubuntu: sudo apt-get install haproxy pgbouncer)"; \
+	  fi; \
+	fi
+	.venv/bin/pytest -m multihost tests/multihost
 
 lint: venv ## ruff check and ruff format --check
 	.venv/bin/ruff check .

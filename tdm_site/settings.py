@@ -196,6 +196,48 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": float(os.environ.get("SQLITE_BUSY_TIMEOUT", "20")),
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+
+# Several web nodes and workers on one PostgreSQL (docs/deployment.md): either Django's own
+# connection pool in each process (DATABASE_POOL), or PgBouncer in transaction mode in front
+# of the server (DATABASE_PGBOUNCER), never both (a pool of pooled connections only hides
+# which one limits). Sessions live in the database (Django's default engine), so any node
+# serves any request given the same SECRET_KEY.
+DATABASE_POOL = env_bool("DATABASE_POOL", False)
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER", False)
+if (DATABASE_POOL or DATABASE_PGBOUNCER) and not _is_postgres:
+    raise ImproperlyConfigured(
+        "DATABASE_POOL and DATABASE_PGBOUNCER need a PostgreSQL DATABASE_URL "
+        f"(postgres://...), not {DATABASE_URL.split(':', 1)[0]}://."
+    )
+if DATABASE_POOL and DATABASE_PGBOUNCER:
+    raise ImproperlyConfigured(
+        "DATABASE_POOL=1 and DATABASE_PGBOUNCER=1 together: use one. Behind PgBouncer, "
+        "PgBouncer is the pool; set DATABASE_POOL=0."
+    )
+if os.environ.get("DATABASE_POOL_SIZE", "").strip() and not DATABASE_POOL:
+    raise ImproperlyConfigured("DATABASE_POOL_SIZE is set but DATABASE_POOL is off.")
+if DATABASE_POOL:
+    DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 4)
+    if DATABASE_POOL_SIZE < 1:
+        raise ImproperlyConfigured(f"DATABASE_POOL_SIZE={DATABASE_POOL_SIZE} must be 1 or more.")
+    # Per process: a sync gunicorn worker needs one connection, a worker's duty thread one
+    # more. The pool keeps the connections, so Django must not (CONN_MAX_AGE 0 is required).
+    # A request waits at most 10 s for a free connection, then gets the 503 page (well within
+    # gunicorn's 30 s timeout).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": 10,
+    }
+if DATABASE_PGBOUNCER:
+    # Transaction mode hands the server connection to another client at each COMMIT: a named
+    # (server-side) cursor, which .iterator() opens and reads across transactions, would be
+    # gone (Django's docs: "Transaction pooling and server-side cursors"). PgBouncer keeps
+    # the server connections; Django opens a cheap client connection per request. Prepared
+    # statements are already off (Django's psycopg default, prepare_threshold None).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Background jobs: django-tasks with its database backend, so jobs live in the same database
