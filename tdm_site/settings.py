@@ -271,6 +271,13 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # larger one is dropped as it arrives (monitoring.uploads).
 UPLOAD_MAX_BYTES = 5 * 1024 * 1024
 FILE_UPLOAD_HANDLERS = ["monitoring.uploads.LimitedMemoryUploadHandler"]
+# Messages in one POST to the HL7 interface (/hl7/inbound/), refused with 413 before any is
+# stored. They are imported inside the request, one after the other, and gunicorn kills a
+# request at 30 s (a killed request has stored some messages and acknowledged none).
+# Measured (python -m bench.hl7, 2-core machine under load, forecasts on): 0.6 messages/s on
+# SQLite, 0.7 on PostgreSQL, as each message re-judges its patient and refits the forecast;
+# 10 messages take about 17 s. With PK_FORECASTS=0: 32/s and 13/s (docs/data-formats.md A5).
+HL7_MAX_MESSAGES_PER_REQUEST = env_int("HL7_MAX_MESSAGES_PER_REQUEST", 10)
 
 # ---------------------------------------------------------------------------------------
 # Security. HTTPS is assumed unless DEBUG is on or the run is a test (the Django test client
