@@ -106,8 +106,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Pages compressed (a patient page shrinks from ~85 KB to ~12 KB). BREACH: Django pads
     # each compressed response with random bytes and masks the CSRF token per response.
-    # Static files come precompressed from whitenoise and are left alone.
-    "django.middleware.gzip.GZipMiddleware",
+    # Static files come precompressed from whitenoise and are left alone. Django's, but a
+    # streamed page marked flush_each_chunk (the batch print) is sent chunk by chunk.
+    "monitoring.middleware.GZipMiddleware",
     # Content-Security-Policy and Permissions-Policy on every response, the 503 page included.
     "csp.middleware.CSPMiddleware",
     "monitoring.middleware.PermissionsPolicyMiddleware",
