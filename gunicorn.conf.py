@@ -10,3 +10,8 @@ format logs the path only (`%(U)s`), never the query string (`%(q)s`), the reque
 """
 
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)s'
+
+# gunicorn's default, written out because the site's limits follow from it (README "Limits"):
+# a request still running after 30 s is killed with its worker, with no answer sent. The
+# HL7 interface's HL7_MAX_MESSAGES_PER_REQUEST keeps a request well inside it.
+timeout = 30

@@ -157,6 +157,40 @@ def _measure_page(client, url: str, reps: int, warmup: int = 2) -> dict:
     }
 
 
+def _measure_batch(client, url: str, reps: int) -> dict:
+    """The batch print of a worklist page (50 reports), streamed: seconds to the first
+    chunk of the body (head, toolbar, page-margin rules), to the first report, and to the
+    end. A response that is not streamed has its whole body at once (first byte = total)."""
+    marker = b'class="report report--'
+    rows = []
+    for rep in range(reps + 1):  # the first is a warm-up
+        started = time.perf_counter()
+        response = client.get(url)
+        first = first_report = None
+        size = reports = 0
+        chunks = response.streaming_content if response.streaming else [response.content]
+        for chunk in chunks:
+            now = time.perf_counter() - started
+            first = now if first is None else first
+            if first_report is None and marker in chunk:
+                first_report = now
+            size += len(chunk)
+            reports += chunk.count(marker)
+        total = time.perf_counter() - started
+        if rep:
+            rows.append((first, first_report or total, total))
+    return {
+        "url": url,
+        "status": response.status_code,
+        "streaming": response.streaming,
+        "reports": reports,
+        "bytes": size,
+        "first_byte_s": statistics.median(r[0] for r in rows),
+        "first_report_s": statistics.median(r[1] for r in rows),
+        "total_s": statistics.median(r[2] for r in rows),
+    }
+
+
 def _profiled(enabled: bool, name: str, func, *args, **kwargs):
     if not enabled:
         return func(*args, **kwargs)
@@ -321,6 +355,15 @@ def worker(args: argparse.Namespace) -> int:
             f"{tag}   median {page['median_ms']:.1f} ms, p95 {page['p95_ms']:.1f} ms, "
             f"{page['queries']} queries, {page['bytes'] / 1024:.0f} KB"
         )
+
+    # Batch print of the worklist's first page (50 reports at 50 patients and more).
+    log(f"{tag} batch print, first worklist page")
+    batch = _measure_batch(client, reverse("monitoring:report_batch"), max(1, args.reps // 10))
+    result["batch"] = batch
+    log(
+        f"{tag}   {batch['reports']} reports: first byte {batch['first_byte_s']:.2f} s, "
+        f"first report {batch['first_report_s']:.2f} s, total {batch['total_s']:.2f} s"
+    )
 
     # Model-informed forecasts: refits per second (as after an import marked them stale),
     # and the forecast check over the clinic's patients (at 500 patients only: it fits
@@ -745,6 +788,24 @@ def render(results: list[dict], args: argparse.Namespace) -> str:
         lines.append(
             f"| {r['database']} | {r['size']:,} | {seed} | {rejudge} | {imported} | "
             f"{exported} | {peak} |"
+        )
+    lines += [
+        "",
+        "Batch print (`/reports/batch/`, the worklist's first page: 50 reports), streamed: "
+        "seconds to the first byte of the body (head, toolbar and page-margin rules), to "
+        "the first report, and to the end of the document; median of a few requests after "
+        "a warm-up, Django test client in process.",
+        "",
+        "| Database | Patients | Reports | First byte | First report | Total | Size |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        b = r.get("batch")
+        if not b:
+            continue
+        lines.append(
+            f"| {r['database']} | {r['size']:,} | {b['reports']} | {b['first_byte_s']:.2f} s | "
+            f"{b['first_report_s']:.2f} s | {b['total_s']:.2f} s | {b['bytes'] / 1024:.0f} KB |"
         )
     lines += [
         "",

@@ -120,8 +120,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Pages compressed (a patient page shrinks from ~85 KB to ~12 KB). BREACH: Django pads
     # each compressed response with random bytes and masks the CSRF token per response.
-    # Static files come precompressed from whitenoise and are left alone.
-    "django.middleware.gzip.GZipMiddleware",
+    # Static files come precompressed from whitenoise and are left alone. Django's, but a
+    # streamed page marked flush_each_chunk (the batch print) is sent chunk by chunk.
+    "monitoring.middleware.GZipMiddleware",
     # Content-Security-Policy and Permissions-Policy on every response, the 503 page included.
     "csp.middleware.CSPMiddleware",
     "monitoring.middleware.PermissionsPolicyMiddleware",
@@ -334,6 +335,13 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # larger one is dropped as it arrives (monitoring.uploads).
 UPLOAD_MAX_BYTES = 5 * 1024 * 1024
 FILE_UPLOAD_HANDLERS = ["monitoring.uploads.LimitedMemoryUploadHandler"]
+# Messages in one POST to the HL7 interface (/hl7/inbound/), refused with 413 before any is
+# stored. They are imported inside the request, one after the other, and gunicorn kills a
+# request at 30 s (a killed request has stored some messages and acknowledged none).
+# Measured (python -m bench.hl7, 2-core machine under load, forecasts on): 0.6 messages/s on
+# SQLite, 0.7 on PostgreSQL, as each message re-judges its patient and refits the forecast;
+# 10 messages take about 17 s. With PK_FORECASTS=0: 32/s and 13/s (docs/data-formats.md A5).
+HL7_MAX_MESSAGES_PER_REQUEST = env_int("HL7_MAX_MESSAGES_PER_REQUEST", 10)
 
 # ---------------------------------------------------------------------------------------
 # Security. HTTPS is assumed unless DEBUG is on or the run is a test (the Django test client

@@ -511,8 +511,14 @@ def _patient_mrn(message: hl7.Message) -> str:
 
 
 def _import_one(
-    index: int, segments: list[str], thresholds: rules.Thresholds, user
+    index: int,
+    segments: list[str],
+    thresholds: rules.Thresholds,
+    user,
+    judge: Context | None = None,
 ) -> MessageResult:
+    """Import one message; with ``judge`` (a validate-only context shared by the file's
+    messages) only judge it, writing nothing."""
     result = MessageResult(index)
     try:
         message = _parse(segments)
@@ -531,9 +537,9 @@ def _import_one(
         return result
 
     result.mrn = mrn_text
-    ctx = Context(thresholds=thresholds, user=user, source=Source.HL7)
+    ctx = judge or Context(thresholds=thresholds, user=user, source=Source.HL7)
     try:
-        ctx.patient(validation.mrn(mrn_text, "PID-3"))
+        patient = ctx.patient(validation.mrn(mrn_text, "PID-3"))
     except rules.RuleError as exc:
         unknown = exc.field == "mrn"
         result.status = ERROR
@@ -544,6 +550,14 @@ def _import_one(
         result.status = ERROR
         result.error_code = result.error_code or ERR_DATA_TYPE
         result.reasons = errors
+        return result
+    if judge is not None:
+        counts, errors, error_code = _judge(observations, judge, patient.pk)
+        if errors:
+            result.status, result.reasons = ERROR, errors
+            result.error_code = error_code or ERR_DATA_TYPE
+        else:
+            result.counts.update(counts)
         return result
     # A concurrent identical message may store the same result between our read and our
     # insert; the constraint refuses ours. Tried again, the message finds the result stored
@@ -603,11 +617,57 @@ def _store(observations: list[_Observation], ctx: Context) -> tuple[Counter, lis
     return counts, errors, error_code, conflict
 
 
-def import_hl7_messages(text: str, *, user=None) -> list[MessageResult]:
-    """Import every ORU^R01 message of ``text``; one transaction and one result per message."""
+def _judge(
+    observations: list[_Observation], ctx: Context, patient_pk: int
+) -> tuple[Counter, list[str], str]:
+    """``_store`` by reads only (``ctx.validate_only``): the same importers say what each
+    observation would do, and what an accepted message would have written is kept in
+    ``ctx.unsaved`` for the messages after it. A message in error keeps nothing, as its
+    transaction would have been rolled back."""
+    importers = {"levels": HL7LevelImporter(ctx), "labs": LabImporter(ctx)}
+    # A message is one patient's (PID-3). A row changes a kept record in place (a final
+    # result over a preliminary one): the records' fields are saved too, to be put back.
+    before = {key: list(kept) for key, kept in ctx.unsaved.items() if key[1] == patient_pk}
+    fields = [(record, dict(record.__dict__)) for kept in before.values() for record in kept]
+    counts: Counter = Counter()
+    errors: list[str] = []
+    error_code = ""
+    for obs in observations:
+        try:
+            action, _mrn = importers[obs.kind].checked_import(obs.row)
+            counts[f"{obs.kind}_{action}"] += 1
+        except RowErrors as exc:
+            errors.extend(
+                _where(obs.label, obs.fields.get(e.field, e.field), e) for e in exc.errors
+            )
+        except DatabaseError as exc:  # a read refused: as _store says it
+            error_code = ERR_APPLICATION
+            errors.append(f"{obs.label}: refused by the database: {database_refusal(exc)}")
+    if errors:
+        for record, saved in fields:
+            record.__dict__.clear()
+            record.__dict__.update(saved)
+        for key in [key for key in ctx.unsaved if key[1] == patient_pk]:
+            del ctx.unsaved[key]
+        ctx.unsaved.update(before)
+        return Counter(), errors, error_code
+    return counts, errors, error_code
+
+
+def import_hl7_messages(
+    text: str, *, user=None, validate_only: bool = False
+) -> list[MessageResult]:
+    """Import every ORU^R01 message of ``text``; one transaction and one result per message.
+
+    ``validate_only`` (the web import's preview): every message judged against the database
+    by reads only, with no transaction open, each message seeing what the accepted ones
+    before it would have stored; the results are those the import would give."""
     thresholds = config.load_thresholds()
+    judge = None
+    if validate_only:
+        judge = Context(thresholds=thresholds, user=user, source=Source.HL7, validate_only=True)
     return [
-        _import_one(index, segments, thresholds, user)
+        _import_one(index, segments, thresholds, user, judge)
         for index, segments in enumerate(split_messages(text), start=1)
     ]
 

@@ -12,6 +12,7 @@ it sees them exactly as the row-by-row path would."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from decimal import Decimal
@@ -59,6 +60,12 @@ class Context:
     # Bulk mode (CSV files): new levels wait for one batched insert in ``finish``. HL7
     # messages carry a handful of results each and keep the row-by-row path.
     bulk: bool = False
+    # Validate-only (the HL7 preview; levels and labs only): rows are judged by reads alone,
+    # with no transaction, so a preview holds no lock. What a row would have written is kept
+    # in ``unsaved`` (per model and patient) and later rows meet it as they would meet it in
+    # the database, so the verdicts are those of a real import.
+    validate_only: bool = False
+    unsaved: dict[tuple, list] = field(default_factory=dict)
 
     def patient(self, mrn: str) -> Patient:
         if mrn not in self.patients:
@@ -101,20 +108,56 @@ def _fill_new(record, values: dict, ctx: Context) -> None:
 
 
 def _save_changes(record, values: dict, ctx: Context) -> str:
-    """Create, update or leave a record, and say which."""
-    if record.pk is None:
+    """Create, update or leave a record, and say which (validate-only: say it, keep the
+    record in ``ctx.unsaved``, write nothing)."""
+    if record.pk is None and not (ctx.validate_only and _kept(record, ctx)):
         _fill_new(record, values, ctx)
-        record.save()
+        if ctx.validate_only:
+            _keep_unsaved(record, ctx)
+        else:
+            record.save()
         return CREATED
     changed = {k: v for k, v in values.items() if getattr(record, k) != v}
     if not changed:
         return UNCHANGED
     for key, value in changed.items():
         setattr(record, key, value)
+    if ctx.validate_only:
+        _keep_unsaved(record, ctx)
+        return UPDATED
     if ctx.user is not None and getattr(ctx.user, "pk", None):
         record._history_user = ctx.user
     record.save()
     return UPDATED
+
+
+def _kept(record, ctx: Context) -> bool:
+    """Validate-only: a new record an earlier row "created" (it has no pk, yet exists)."""
+    kept = ctx.unsaved.get((type(record), record.patient_id), ())
+    return any(other is record for other in kept)
+
+
+def _keep_unsaved(record, ctx: Context) -> None:
+    if not _kept(record, ctx):
+        ctx.unsaved.setdefault((type(record), record.patient_id), []).append(record)
+
+
+def _writing(ctx: Context):
+    """A savepoint around a row's write; none in validate-only mode, which writes nothing
+    (and on SQLite, whose transactions begin IMMEDIATE, would take the write lock)."""
+    return nullcontext() if ctx.validate_only else transaction.atomic()
+
+
+def _lookup(ctx: Context, model, patient, matches, query):
+    """The record a row meets: in validate-only mode first among the unsaved ones (new, or
+    stored and changed by an earlier row: a lookup never matches on a field a row changes,
+    so the stored copy and the changed one match alike), else ``query()``'s result."""
+    if not ctx.validate_only:
+        return query()
+    for record in ctx.unsaved.get((model, patient.pk), []):
+        if matches(record):
+            return record
+    return query()
 
 
 BULK_BATCH = 1000
@@ -511,7 +554,7 @@ class LevelImporter(Importer):
             self._changed.append(record)
             return CREATED, patient.mrn
         # Bulk mode runs without a per-row savepoint: a refusal must spoil this row only.
-        with transaction.atomic():
+        with _writing(self.ctx):
             action = _save_changes(record, values, self.ctx)
         if action != UNCHANGED:
             self._changed.append(record)
@@ -552,7 +595,13 @@ class LevelImporter(Importer):
 
     def _find(self, patient, accession, collected_at, level) -> TroughLevel | None:
         if not self.ctx.bulk:
-            return self._existing(patient, accession, collected_at, level)
+            return _lookup(
+                self.ctx,
+                TroughLevel,
+                patient,
+                lambda r: self._same_result(r, accession, collected_at, level),
+                lambda: self._existing(patient, accession, collected_at, level),
+            )
         value = validation.stored_ng_ml(level.value_ng_ml)
         key = self._key(patient.pk, accession, collected_at, level.comparator, value)
         if key in self._pending_keys:
@@ -561,6 +610,19 @@ class LevelImporter(Importer):
             if accession or rules.normalise_unit(unit) == level.unit:
                 return self._stored_level(patient, pk)
         return None
+
+    @staticmethod
+    def _same_result(record: TroughLevel, accession, collected_at, level) -> bool:
+        """What ``_existing`` looks for, said of one record (validate-only mode)."""
+        if accession:
+            return record.accession == accession
+        return (
+            record.accession == ""
+            and record.collected_at == collected_at
+            and record.comparator == level.comparator
+            and record.value_ng_ml == validation.stored_ng_ml(level.value_ng_ml)
+            and rules.normalise_unit(record.reported_unit) == level.unit
+        )
 
     @staticmethod
     def _existing(patient, accession, collected_at, level) -> TroughLevel | None:
@@ -636,12 +698,20 @@ class LabImporter(Importer):
         if value is not None and value > Decimal("100000"):
             c.errors.append(rules.RuleError("value", row.get("value"), "is implausibly large"))
         c.check()
-        lab = LabResult.objects.filter(
-            patient=patient,
-            test=test,
-            collected_at=collected_at,
-            status=RecordStatus.ACTIVE,
-        ).first() or LabResult(patient=patient, test=test, collected_at=collected_at)
+        lab = _lookup(
+            self.ctx,
+            LabResult,
+            patient,
+            lambda r: (
+                (r.test, r.collected_at, r.status) == (test, collected_at, RecordStatus.ACTIVE)
+            ),
+            lambda: LabResult.objects.filter(
+                patient=patient,
+                test=test,
+                collected_at=collected_at,
+                status=RecordStatus.ACTIVE,
+            ).first(),
+        ) or LabResult(patient=patient, test=test, collected_at=collected_at)
         values = {
             "value": value,
             "unit": unit,

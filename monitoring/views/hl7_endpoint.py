@@ -16,7 +16,15 @@ or kidney result was found" naming the codes. A database refusal is reported by 
 and constraint name, never its text (which quotes the row). Chunked bodies are read.
 
 HTTP errors: 401 missing or unknown token (with ``WWW-Authenticate: Bearer``), 413 body over
-``MAX_BODY_BYTES``, 415 another content type, 400 no message in the body, 405 not a POST.
+``MAX_BODY_BYTES`` or more messages than ``settings.HL7_MAX_MESSAGES_PER_REQUEST``, 415
+another content type, 400 no message in the body, 405 not a POST. They answer in plain text
+and store nothing: an HTTP error is a transport problem the engine retries, whereas an AR
+ACK tells it the message itself is bad, and many engines never send such a message again.
+
+The message cap exists because the messages are imported one after the other inside the
+request: a request that outlives the server's timeout (gunicorn kills the worker at 30 s) is
+cut off after storing some of its messages, with no ACK at all for any of them. The count is
+taken before anything is stored, so a refused request can be sent again as smaller ones.
 
 Records written get source ``hl7`` and no ``entered_by``; their history rows have no user
 (an interface is not a user) and the change reason ``HL7 interface: <name>``.
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -33,7 +42,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from ..history_reason import change_reason
-from ..importers.hl7 import ack_for, import_hl7_messages
+from ..importers.hl7 import ack_for, import_hl7_messages, split_messages
 from ..models import InterfaceToken
 
 logger = logging.getLogger(__name__)
@@ -108,8 +117,23 @@ def hl7_inbound(request: HttpRequest) -> HttpResponse:
         return _plain(
             413, f"The body is over {MAX_BODY_BYTES} bytes: send fewer messages per request."
         )
+    text = _decode(body, request.encoding)
+    count, limit = len(split_messages(text)), settings.HL7_MAX_MESSAGES_PER_REQUEST
+    if count > limit:
+        InterfaceToken.objects.filter(pk=interface.pk).update(last_used_at=timezone.now())
+        logger.warning(
+            "HL7 from interface %s refused: %s messages, over the limit of %s",
+            interface.name,
+            count,
+            limit,
+        )
+        return _plain(
+            413,
+            f"{count} messages received; the limit is {limit} messages per request "
+            "(HL7_MAX_MESSAGES_PER_REQUEST). Nothing was stored: send them in smaller requests.",
+        )
     with change_reason(f"HL7 interface: {interface.name}"):
-        results = import_hl7_messages(_decode(body, request.encoding), user=None)
+        results = import_hl7_messages(text, user=None)
     InterfaceToken.objects.filter(pk=interface.pk).update(last_used_at=timezone.now())
     if not results:
         return _plain(400, "No HL7 message found: each message starts with an MSH segment.")

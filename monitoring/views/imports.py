@@ -3,9 +3,10 @@ every row (new / updated / unchanged / error, with the problem next to the row),
 
 The same code as the commands judges the file: ``run_csv_import`` (import_csv) for the CSV
 kinds, ``import_hl7_messages`` (import_hl7) for HL7. The preview is that import run as a dry
-run: the CSV runner rolls its transaction back itself; the HL7 import, which commits message
-by message, runs inside an outer transaction that is rolled back. Confirm queues the same
-import on the same bytes as a background job (jobs.py; its page is views/import_jobs.py),
+run: the CSV runner judges the rows by reads only (a dry run holds no transaction); the HL7
+import judges every message by reads only (``validate_only``: no write, no transaction, so a
+preview holds no lock while a clinician saves the same patient's records). Confirm queues the
+same import on the same bytes as a background job (jobs.py; its page is views/import_jobs.py),
 which keeps it only when nothing is in error: a CSV file in one
 transaction (the runner's), an HL7 file likewise (the outer transaction is kept only if every
 message is accepted). An HL7 *interface* keeps its per-message semantics: hl7_endpoint.py.
@@ -178,6 +179,11 @@ def hl7_text(data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+def judge_hl7(data: bytes, *, user) -> list[MessageResult]:
+    """Every message judged as the import would judge it, by reads only (the preview)."""
+    return import_hl7_messages(hl7_text(data), user=user, validate_only=True)
 
 
 def run_hl7(data: bytes, *, user, write: bool) -> list[MessageResult]:
@@ -371,7 +377,7 @@ def hl7_preview(upload: Upload, results: list[MessageResult], token: str) -> Pre
 def build_preview(upload: Upload, user) -> Preview:
     token = seal(upload, user.pk)
     if upload.kind == HL7:
-        return hl7_preview(upload, run_hl7(upload.data, user=user, write=False), token)
+        return hl7_preview(upload, judge_hl7(upload.data, user=user), token)
     return csv_preview(
         upload, run_csv_import(upload.kind, upload.data, dry_run=True, user=user), token
     )
@@ -459,7 +465,7 @@ def import_errors_csv(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect("monitoring:import")
     if upload.kind == HL7:
-        text = hl7_error_csv(run_hl7(upload.data, user=request.user, write=False))
+        text = hl7_error_csv(judge_hl7(upload.data, user=request.user))
     else:
         report = run_csv_import(upload.kind, upload.data, dry_run=True, user=request.user)
         text = csv_error_csv(upload.data, report)

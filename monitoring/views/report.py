@@ -17,6 +17,7 @@ in a fixed number of queries whatever the number of patients.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -27,8 +28,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import get_template, render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
@@ -39,6 +41,7 @@ from ..assessment import PatientAssessment, with_metrics_window
 from ..audit import log_bulk_access, logs_access
 from ..forecast_display import forecast_card
 from ..kidney import KidneySummary, kidney_summary
+from ..middleware import FLUSH_EACH_CHUNK
 from ..models import Patient, RecordStatus, ReportSignoff
 from ..review import added_since, person
 from . import worklist as worklist_views
@@ -60,6 +63,7 @@ from .patient import (
 
 TEMPLATE = "monitoring/report.html"
 BATCH_TEMPLATE = "monitoring/report_batch.html"
+BODY_TEMPLATE = "monitoring/report_body.html"
 PERIOD_MONTHS = (3, 6, 12, 24, 36)
 PERIOD_ALL = "all"
 DEFAULT_PERIOD_MONTHS = DEFAULT_WINDOW_MONTHS  # 12, as the patient page's metrics window
@@ -301,7 +305,12 @@ class Report:
 
     @property
     def page_name(self) -> str:
-        return f"report-{self.patient.pk}"
+        return page_name(self.patient)
+
+
+def page_name(patient: Patient) -> str:
+    """The CSS named page of a patient's report (its page-margin text)."""
+    return f"report-{patient.pk}"
 
 
 def build_report(
@@ -400,27 +409,28 @@ def css_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def page_css(reports: list[Report], printed: str) -> SafeString:
-    """The @page rules that carry per-document and per-patient text into the page margins."""
+def page_css(patients: list[Patient], printed: str) -> SafeString:
+    """The @page rules that carry per-document and per-patient text into the page margins.
+    They need the patients only (not their reports), so a batch can send them first."""
     rules_css = [f"@page {{ @bottom-left {{ content: {css_string(printed)}; }} }}"]
-    for n, report in enumerate(reports, start=1):
-        p = report.patient
+    for n, p in enumerate(patients, start=1):
+        name = page_name(p)
         who = f"MRN {p.mrn} · {p.family_name}, {p.given_name} · born {p.birth_date:%Y-%m-%d}"
         rule = f"@top-left {{ content: {css_string(who)}; }}"
-        if len(reports) > 1:
-            title = f"Tacrolimus TDM report {n} of {len(reports)}"
+        if len(patients) > 1:
+            title = f"Tacrolimus TDM report {n} of {len(patients)}"
             rule += f" @top-right {{ content: {css_string(title)}; }}"
             # Chromium cannot restart the page counter, nor count one patient's pages, but it
             # does keep a counter of our own per named page: each report numbers its pages
             # from 1, and the sheet number runs through the whole printout.
-            counter = f"{report.page_name}-page"
+            counter = f"{name}-page"
             rule = (
                 f"counter-increment: {counter}; {rule} @bottom-right {{ content: "
                 f'"Page " counter({counter}) " of this report · sheet " '
                 f'counter(page) " of " counter(pages); }}'
             )
-        rules_css.append(f"@page {report.page_name} {{ {rule} }}")
-        rules_css.append(f".report--{p.pk} {{ page: {report.page_name}; }}")
+        rules_css.append(f"@page {name} {{ {rule} }}")
+        rules_css.append(f".report--{p.pk} {{ page: {name}; }}")
     # Every character of the text above went through css_string (or is a pk): no markup.
     return mark_safe("\n".join(rules_css))  # noqa: S308
 
@@ -512,12 +522,12 @@ def _render_report(
     if form is None and can_sign:
         form = SignoffForm(initial={"interpretation": signoff.interpretation if signoff else ""})
     context = {
-        "reports": [report],
         "report": report,
+        "report_count": 1,
         "period": period,
         "printed_at": printed_at,
         "printed_by": printed_by,
-        "page_css": page_css([report], f"Printed {printed_at} by {printed_by}"),
+        "page_css": page_css([patient], f"Printed {printed_at} by {printed_by}"),
         "form": form if can_sign else None,
         "sign_off_url": reverse("monitoring:report_sign_off", args=[patient.pk])
         + _period_query(period),
@@ -555,37 +565,38 @@ def report_sign_off(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(_report_url(patient, period) + "#signoff")
 
 
+# Where the batch template's content goes: the view streams what comes before it, then each
+# report as it is built, then what comes after.
+_REPORTS_HERE = "<!-- reports stream here -->"
+
+
 @require_safe
 @permission_required("monitoring.view_patient", raise_exception=True)
-def batch_report(request: HttpRequest) -> HttpResponse:
+def batch_report(request: HttpRequest) -> StreamingHttpResponse:
     """The reports of the patients on the worklist page that has the same query string
-    (filters and page), in the worklist's order, in one document."""
+    (filters and page), in the worklist's order, in one document.
+
+    Streamed: 50 reports take seconds to build (a chart and the rules' verdicts each), so the
+    page head, the toolbar and the page-margin rules (which need the patients only) go out
+    at once and each report follows as soon as it is rendered; the browser shows them as
+    they come. Every listed patient's access-log row is written before the first byte, as
+    the page will show them all (a reader who stops it early has seen some of them)."""
     filters, patients, _today = worklist_views._filtered(request)
     page = Paginator(patients, worklist_views.PAGE_SIZE).get_page(request.GET.get("page"))
     listed = list(page.object_list)
     period = Period.from_request(request)
-    thresholds = config.load_thresholds()
-    signoffs = {
-        s.patient_id: s
-        for s in ReportSignoff.objects.select_related("reviewed_by").filter(
-            patient__in=[p.pk for p in listed]
-        )
-    }
-    reports = [
-        build_report(assessment, period, thresholds, signoffs.get(assessment.records.patient.pk))
-        for assessment in services.patients_assess(listed)
-    ]
     if listed:
         log_bulk_access(request, [p.pk for p in listed], "report")
     printed_at, printed_by = _printed_line(request)
     worklist_query = request.GET.copy()
     worklist_query.pop("period", None)
     context = {
-        "reports": reports,
+        "report_count": len(listed),
+        "reports_here": mark_safe(_REPORTS_HERE),  # noqa: S308 (a constant)
         "period": period,
         "printed_at": printed_at,
         "printed_by": printed_by,
-        "page_css": page_css(reports, f"Printed {printed_at} by {printed_by}"),
+        "page_css": page_css(listed, f"Printed {printed_at} by {printed_by}"),
         "sources": SOURCES,
         "disclaimer": DISCLAIMER,
         "filtered": any(filters.selection().values()),
@@ -596,4 +607,40 @@ def batch_report(request: HttpRequest) -> HttpResponse:
             (key, value) for key, values in worklist_query.lists() for value in values
         ],
     }
-    return render(request, BATCH_TEMPLATE, context)
+    document = render_to_string(BATCH_TEMPLATE, context, request)
+    head, tail = document.split(_REPORTS_HERE)
+    response = StreamingHttpResponse(
+        _batch_parts(request, listed, period, context, head, tail),
+        content_type="text/html; charset=utf-8",
+    )
+    # Compressed report by report, else gzip would hold the head back (middleware.py).
+    setattr(response, FLUSH_EACH_CHUNK, True)
+    return response
+
+
+def _batch_parts(
+    request: HttpRequest, listed: list[Patient], period: Period, context: dict, head, tail
+) -> Iterator[str]:
+    """The document in pieces: the head, each report as it is rendered, the end. The
+    records are loaded after the head has gone out: the first patient's alone, so that the
+    first report follows at once, then all the others together (loading 50 patients' records
+    takes a second or two); twice a fixed number of queries, whatever the number of
+    patients."""
+    yield head
+    if not listed:
+        yield render_to_string(f"{BATCH_TEMPLATE}#empty", context, request)
+    else:
+        thresholds = config.load_thresholds()
+        signoffs = {
+            s.patient_id: s
+            for s in ReportSignoff.objects.select_related("reviewed_by").filter(
+                patient__in=[p.pk for p in listed]
+            )
+        }
+        body = get_template(BODY_TEMPLATE)
+        for group in (listed[:1], listed[1:]):
+            for assessment in services.patients_assess(group) if group else ():
+                signoff = signoffs.get(assessment.records.patient.pk)
+                report = build_report(assessment, period, thresholds, signoff)
+                yield "\n" + body.render({**context, "report": report}, request) + "\n"
+    yield tail

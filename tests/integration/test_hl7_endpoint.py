@@ -191,6 +191,32 @@ def test_the_limit_is_on_the_body_size(token, monkeypatch):
     assert send(body + "\r", token).status_code == 413
 
 
+def batch_of(count: int) -> str:
+    return "".join(message(f"M{n}", accession=f"ACC-{n}") for n in range(1, count + 1))
+
+
+def test_a_request_with_as_many_messages_as_the_limit_is_imported(token, settings):
+    settings.HL7_MAX_MESSAGES_PER_REQUEST = 3
+    response = send(batch_of(3), token)
+    assert response.status_code == 200
+    assert [(a[1], a[2]) for a in acks(response)] == [("AA", "M1"), ("AA", "M2"), ("AA", "M3")]
+    assert TroughLevel.objects.count() == 3
+
+
+def test_one_message_over_the_limit_is_413_naming_both_and_stores_nothing(token, settings):
+    settings.HL7_MAX_MESSAGES_PER_REQUEST = 3
+    response = send(batch_of(4), token)
+    assert response.status_code == 413
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    text = response.content.decode()
+    assert text.startswith("4 messages received; the limit is 3 messages per request")
+    assert "HL7_MAX_MESSAGES_PER_REQUEST" in text
+    assert "MSA|" not in text  # no ACK: an AR would tell the engine the messages are bad
+    assert TroughLevel.objects.count() == 0
+    assert LabResult.objects.count() == 0
+    assert TroughLevel.history.count() == 0
+
+
 def test_another_content_type_is_415(token):
     response = send('{"resourceType": "Bundle"}', token, content_type="application/json")
     assert response.status_code == 415

@@ -8,17 +8,20 @@ from __future__ import annotations
 import html
 import json
 import re
+import zlib
 from datetime import date, timedelta
 
 import pytest
 from django.db import connection
+from django.template import RequestContext, Template
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from monitoring import config, services
 from monitoring.importers import run_csv_import
 from monitoring.models import AccessLog, Patient, ReportSignoff
-from monitoring.views.report import css_string
+from monitoring.views.report import build_report, css_string
 
 pytestmark = pytest.mark.django_db
 
@@ -85,9 +88,16 @@ def sign_off_url(patient: Patient) -> str:
     return reverse("monitoring:report_sign_off", args=[patient.pk])
 
 
+def html_of(response) -> str:
+    """The page's HTML, read to its end when it is streamed (the batch print)."""
+    if response.streaming:
+        return b"".join(response.streaming_content).decode()
+    return response.content.decode()
+
+
 def text_of(response) -> str:
     """The page as text: tags dropped, white space collapsed."""
-    text = re.sub(r"<(script|style)\b.*?</\1>", " ", response.content.decode(), flags=re.S)
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", html_of(response), flags=re.S)
     text = html.unescape(re.sub(r"<[^>]+>", " ", text))
     return re.sub(r"\s+([,.;:)])", r"\1", re.sub(r"\s+", " ", text))
 
@@ -349,7 +359,7 @@ def test_the_batch_prints_one_report_per_listed_patient_in_worklist_order(clinic
     make_patient("OTHER-1")
     response = clinician_client.get(batch_url("?q=RPT"))
     assert response.status_code == 200
-    body = response.content.decode()
+    body = html_of(response)
     mrns = re.findall(
         r'<article class="report report--\d+" id="report-\d+" data-report="([^"]+)"', body
     )
@@ -364,15 +374,15 @@ def test_the_batch_prints_one_report_per_listed_patient_in_worklist_order(clinic
 def test_the_batch_takes_a_constant_number_of_queries(clinician_client):
     make_patient("RPT-A")
     make_patient("RPT-B")
-    clinician_client.get(batch_url())  # first call of the day re-judges stale summaries
+    html_of(clinician_client.get(batch_url()))  # the day's first call re-judges summaries
     with CaptureQueriesContext(connection) as two:
-        assert clinician_client.get(batch_url()).status_code == 200
+        assert html_of(clinician_client.get(batch_url())).count('class="report report--') == 2
     for i in range(4):
         make_patient(f"RPT-C{i}", levels=6)
-    clinician_client.get(batch_url())
+    html_of(clinician_client.get(batch_url()))
     with CaptureQueriesContext(connection) as six:
-        response = clinician_client.get(batch_url())
-    assert response.content.decode().count('class="report report--') == 6
+        body = html_of(clinician_client.get(batch_url()))  # the queries run as it streams
+    assert body.count('class="report report--') == 6
     assert len(six) == len(two), [q["sql"][:80] for q in six.captured_queries]
 
 
@@ -384,7 +394,92 @@ def test_an_empty_batch_says_so(clinician_client):
 
 def test_the_batch_keeps_the_filters_when_the_period_changes(clinician_client):
     make_patient("RPT-1")
-    body = clinician_client.get(batch_url("?q=RPT&period=24")).content.decode()
+    body = html_of(clinician_client.get(batch_url("?q=RPT&period=24")))
     assert '<input type="hidden" name="q" value="RPT">' in body
     assert 'name="period"' in body and '<option value="24" selected>' in body
     assert f'href="{reverse("monitoring:worklist")}?q=RPT"' in body
+
+
+# --- the batch is streamed ----------------------------------------------------------------
+
+# The batch template's content as it was before the reports were streamed: the whole
+# document rendered at once, the reference the streamed pieces must add up to.
+WHOLE_DOCUMENT = """{% extends "monitoring/report_batch.html" %}{% block content %}
+{% for report in reports %}
+{% include "monitoring/report_body.html" %}
+{% empty %}
+<p class="report-empty">No patient is listed on this worklist page: nothing to print.</p>
+{% endfor %}
+{% endblock %}"""
+
+
+def whole_document(response) -> str:
+    """The batch rendered in one piece from the view's own context and the same reports."""
+    rendered = response.context  # the batch template's, rendered by the view (one or more)
+    context = (rendered[0] if isinstance(rendered, list) else rendered).flatten()
+    listed = list(response.context["page"].object_list)
+    thresholds = config.load_thresholds()
+    signoffs = {s.patient_id: s for s in ReportSignoff.objects.filter(patient__in=listed)}
+    context["reports"] = [
+        build_report(a, context["period"], thresholds, signoffs.get(a.records.patient.pk))
+        for a in services.patients_assess(listed)
+    ]
+    return Template(WHOLE_DOCUMENT).render(RequestContext(response.wsgi_request, context))
+
+
+@pytest.mark.parametrize("query", ["?q=RPT", "?q=RPT&period=all", "?q=nobody-matches"])
+def test_the_streamed_batch_is_the_document_rendered_whole(clinician_client, query):
+    for i in range(3):
+        make_patient(f"RPT-{i}", family=f"Fam{i}")
+    signed = clinician_client.post(
+        sign_off_url(Patient.objects.get(mrn="RPT-1")), {"interpretation": "Stable."}
+    )
+    assert signed.status_code == 302
+    html_of(clinician_client.get(batch_url()))  # the day's first call re-judges summaries
+    response = clinician_client.get(batch_url(query))
+    streamed = html_of(response)
+    assert streamed == whole_document(response)
+    assert streamed.count('class="report report--') == (0 if "nobody" in query else 3)
+
+
+def test_the_batch_streams_the_head_first_and_logs_every_patient_before_it(clinician_client):
+    for i in range(3):
+        make_patient(f"RPT-{i}", family=f"Fam{i}")
+    AccessLog.objects.all().delete()
+    response = clinician_client.get(batch_url("?q=RPT"))
+    assert response.streaming
+    assert response["Content-Type"] == "text/html; charset=utf-8"
+    # Not a byte read yet: the access log already names every patient the page will show.
+    logged = sorted(
+        AccessLog.objects.filter(view_name="report").values_list("patient__mrn", flat=True)
+    )
+    assert logged == ["RPT-0", "RPT-1", "RPT-2"]
+    chunks = iter(response.streaming_content)
+    head = next(chunks).decode()
+    assert head.startswith("<!doctype html>")
+    assert "@page report-" in head and "Print these 3 reports" in head
+    assert "report report--" not in head  # no report built yet
+    first = next(chunks).decode()
+    assert first.count('class="report report--') == 1
+    rest = b"".join(chunks).decode()
+    assert rest.count('class="report report--') == 2
+    assert rest.rstrip().endswith("</html>")
+
+
+def test_the_gzipped_batch_still_sends_its_head_before_any_report(clinician_client):
+    """Django's gzip keeps tens of kilobytes before it emits any: the batch is flushed chunk
+    by chunk instead (monitoring.middleware.GZipMiddleware), so the head decodes alone."""
+    for i in range(3):
+        make_patient(f"RPT-{i}", family=f"Fam{i}")
+    response = clinician_client.get(batch_url("?q=RPT"), HTTP_ACCEPT_ENCODING="gzip")
+    assert response.streaming
+    assert response["Content-Encoding"] == "gzip"
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    chunks = iter(response.streaming_content)
+    seen = b""
+    while b"</head>" not in seen:
+        seen += inflate.decompress(next(chunks))
+    assert b"report report--" not in seen
+    seen += b"".join(inflate.decompress(chunk) for chunk in chunks) + inflate.flush()
+    assert seen.decode().count('class="report report--') == 3
+    assert seen.rstrip().endswith(b"</html>")

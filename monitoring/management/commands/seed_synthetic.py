@@ -1,6 +1,6 @@
 """python manage.py seed_synthetic --patients N --years Y --seed S
 
-Synthetic patients for benchmarks (see monitoring/synthetic.py for what is modelled):
+Synthetic patients for benchmarks (see monitoring/synthetic_patient.py for what is modelled):
 ``SYN-000001``… with troughs every 2–8 weeks over about Y years (about 10 a year, so
 ``--years 6`` gives about 60 each), regimens, drugs and labs, bulk-inserted with their
 history rows; then every patient's flags are computed and stored in batches of 500.
