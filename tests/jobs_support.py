@@ -22,6 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 PG_SERVER = os.environ.get("JOBS_TEST_PG", "postgres://postgres@127.0.0.1:5432")
+# The worker-process tests build their own database of the kind the suite runs on: `make test`
+# covers SQLite, `make test-postgres` PostgreSQL (both in .ci/run), and neither pays for both.
+SUITE_DATABASE = (
+    "postgres" if os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql")) else "sqlite"
+)
 
 JOB_QUERY = (
     "SELECT status, rows_done, rows_total, attempts, heartbeat_at FROM monitoring_importjob "

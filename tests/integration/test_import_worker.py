@@ -14,6 +14,7 @@ import time
 import pytest
 
 from tests.jobs_support import (
+    SUITE_DATABASE,
     drop_postgres,
     levels_files,
     make_postgres,
@@ -47,7 +48,7 @@ def pg_template():
     drop_postgres(template)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=[SUITE_DATABASE])
 def database(request, tmp_path):
     if request.param == "sqlite":
         template = request.getfixturevalue("sqlite_template")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.jobs_support import SUITE_DATABASE
+
 ROOT = Path(__file__).resolve().parents[2]
 PG_SERVER = "postgres://postgres@127.0.0.1:5432"
 PG_NAME = "tdm_schedule_workers"
@@ -62,7 +64,7 @@ def manage(env: dict[str, str], *args: str) -> None:
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=[SUITE_DATABASE])
 def database(request, tmp_path):
     """(DATABASE_URL, query function) of a fresh, migrated database."""
     if request.param == "sqlite":
