@@ -43,7 +43,9 @@ def reserve_ids(model: type[models.Model], count: int) -> list[int]:
 
 
 def _converters(model: type[models.Model], columns: Sequence[str]):
-    """Per column: None when the value goes to the driver as it is, else a function."""
+    """Per column: None when the value goes to the driver as it is, else a function. The
+    conversions are remembered per value: a file's rows share few distinct date-times and
+    values (the write time of every row, the day's draw times)."""
     fields = {f.attname: f for f in model._meta.concrete_fields}
     converters = []
     for name in columns:
@@ -55,10 +57,21 @@ def _converters(model: type[models.Model], columns: Sequence[str]):
             field, models.DateTimeField | models.DecimalField | models.BooleanField
         ):
             simple = True  # psycopg adapts these as Django would
-        converters.append(
-            None if simple else (lambda value, f=field: f.get_db_prep_save(value, connection))
-        )
+        converters.append(None if simple else _remembering(field))
     return converters
+
+
+def _remembering(field):
+    seen: dict = {}
+
+    def convert(value):
+        try:
+            return seen[value]
+        except KeyError:
+            seen[value] = converted = field.get_db_prep_save(value, connection)
+            return converted
+
+    return convert
 
 
 def insert_rows(

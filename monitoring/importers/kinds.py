@@ -178,6 +178,10 @@ class Importer:
         those are judged again (``services.patients_reassess``); None: re-judge all."""
         return None
 
+    def reassess_options(self) -> dict:
+        """After ``finish``: more keyword arguments of ``services.patients_reassess``."""
+        return {}
+
 
 class PatientImporter(Importer):
     kind = "patients"
@@ -313,9 +317,13 @@ class LevelImporter(Importer):
         self._new: list[levels.LevelSnapshot] = []
         self._updates: list[tuple[levels.LevelSnapshot, dict]] = []
         self._changed: list = []
+        self._reassess: dict = {}
 
     def changed_troughs(self):
         return [record.pk for record in self._changed]
+
+    def reassess_options(self) -> dict:
+        return self._reassess
 
     @staticmethod
     def _key(patient_pk: int, accession: str, collected_at, comparator: str, value) -> tuple:
@@ -364,16 +372,28 @@ class LevelImporter(Importer):
             self._remember(snapshot)
 
     def finish(self) -> None:
-        """Bulk mode, inside the write transaction: the new results in one insert per
-        table, then the updates, in the file's order."""
+        """Bulk mode, inside the write transaction. Usually the file only adds results:
+        their ids are reserved and the insert waits for ``patients_reassess``, which judges
+        them from their plain values and inserts them with their flags (``store_new``).
+        A file that also updates stored results inserts, updates, and is re-judged from
+        the database."""
         if not self.ctx.bulk:
             return
         new, self._new = self._new, []
         updates, self._updates = self._updates, []
-        _save_new(TroughLevel, new, self.ctx)
-        updated = levels.apply_updates(updates, self.ctx)
-        inserted = {s.pk for s in new}
-        self._changed = new + [TroughLevel(pk=pk) for pk in updated if pk not in inserted]
+        if updates:
+            _save_new(TroughLevel, new, self.ctx)
+            updated = levels.apply_updates(updates, self.ctx)
+            inserted = {s.pk for s in new}
+            self._changed = new + [TroughLevel(pk=pk) for pk in updated if pk not in inserted]
+            return
+        levels.reserve_ids(new)
+        self._changed = new
+        if new:
+            self._reassess = {
+                "new_levels": new,
+                "store_new": lambda: _save_new(TroughLevel, new, self.ctx),
+            }
 
     def import_row(self, row):
         c = Collector()

@@ -16,7 +16,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from .. import history_reason
-from ..models import LevelStatus, TroughLevel
+from ..models import LEVEL_COMPUTED_FIELDS, LevelStatus, TroughLevel
 from ..selectors import in_chunks
 from . import bulk
 
@@ -33,6 +33,8 @@ VALUE_FIELDS = (
     "error_reason",
 )
 SNAPSHOT_FIELDS = ("pk", "patient_id", "accession", *VALUE_FIELDS)
+# Set by ``services.patients_reassess`` on a new result before it is inserted.
+COMPUTED_FIELDS = tuple(LEVEL_COMPUTED_FIELDS)
 
 
 class LevelSnapshot:
@@ -40,16 +42,22 @@ class LevelSnapshot:
     the write). ``origin`` is the snapshot that becomes the database row, so a later row's
     update of a new result points at the row the insert creates."""
 
-    __slots__ = (*SNAPSHOT_FIELDS, "origin")
+    __slots__ = (*SNAPSHOT_FIELDS, *COMPUTED_FIELDS, "origin")
 
     def __init__(self, **values) -> None:
         for name in SNAPSHOT_FIELDS:
             setattr(self, name, values.get(name, ""))
+        for name, default in _COMPUTED_DEFAULTS.items():
+            setattr(self, name, default)
         self.origin = self
 
     @property
     def in_error(self) -> bool:
         return self.status == LevelStatus.ENTERED_IN_ERROR
+
+    @property
+    def counts_for_flags(self) -> bool:  # as TroughLevel.counts_for_flags
+        return self.status in (LevelStatus.FINAL, LevelStatus.CORRECTED)
 
     def changed(self, changes: dict) -> LevelSnapshot:
         twin = LevelSnapshot(**{name: getattr(self, name) for name in SNAPSHOT_FIELDS})
@@ -57,6 +65,11 @@ class LevelSnapshot:
             setattr(twin, name, value)
         twin.origin = self.origin
         return twin
+
+
+_COMPUTED_DEFAULTS = {
+    name: TroughLevel._meta.get_field(name).get_default() for name in COMPUTED_FIELDS
+}
 
 
 class ChangedMeanwhile(DatabaseError):
@@ -97,7 +110,7 @@ def _row_maker(fields, constants: dict):
     columns, picked, fixed = [], [], []
     for field in fields:
         name = field.attname
-        if name == "id" or name in SNAPSHOT_FIELDS:
+        if name == "id" or name in SNAPSHOT_FIELDS or name in COMPUTED_FIELDS:
             picked.append("pk" if name == "id" else name)
         elif name in constants:
             fixed.append((name, constants[name]))
@@ -111,14 +124,21 @@ def _row_maker(fields, constants: dict):
     return columns, lambda snapshot: getter(snapshot) + tail
 
 
+def reserve_ids(records: Sequence[LevelSnapshot]) -> None:
+    """Give new results their ids before they are inserted (the flags and the patients'
+    latest trough point at them). Inside the write transaction."""
+    waiting = [s for s in records if s.pk is None]
+    for snapshot, pk in zip(waiting, bulk.reserve_ids(TroughLevel, len(waiting)), strict=True):
+        snapshot.pk = pk
+
+
 def insert_new(records: Sequence[LevelSnapshot], ctx) -> None:
-    """Insert new results (ids reserved first, given to the snapshots), then their history
-    rows. Inside the caller's write transaction."""
+    """Insert new results, with their flags when already judged, then their history rows.
+    Inside the caller's write transaction."""
     if not records:
         return
     now = timezone.now()
-    for snapshot, pk in zip(records, bulk.reserve_ids(TroughLevel, len(records)), strict=True):
-        snapshot.pk = pk
+    reserve_ids(records)
     constants = {"source": ctx.source, "entered_by_id": _user_id(ctx), "created_at": now}
     fields = [f for f in TroughLevel._meta.concrete_fields]
     columns, make = _row_maker(fields, constants)

@@ -142,8 +142,15 @@ def _judge_rows(importer, rows, report: ImportReport, progress, savepoints: bool
 def _write(importer, report: ImportReport, before_commit) -> None:
     """Inside the write transaction: the importer's waiting writes, the touched patients'
     flags and summaries, and the caller's bookkeeping. Raises _Rollback when refused."""
+    ctx = importer.ctx
     try:
         importer.finish()
+        # A levels file's new troughs are inserted in here, with their flags.
+        patients_reassess(
+            Patient.objects.filter(pk__in=ctx.affected),
+            troughs=importer.changed_troughs(),
+            **importer.reassess_options(),
+        )
     except DatabaseError as exc:
         # Another import stored the same results meanwhile: the constraints refuse the
         # batch, and this file writes nothing.
@@ -151,10 +158,6 @@ def _write(importer, report: ImportReport, before_commit) -> None:
             Problem(0, "-", "", f"refused by the database: {database_refusal(exc)}")
         )
         raise _Rollback from exc
-    ctx = importer.ctx
-    patients_reassess(
-        Patient.objects.filter(pk__in=ctx.affected), troughs=importer.changed_troughs()
-    )
     report.written = True
     if before_commit:
         before_commit(report)
