@@ -318,6 +318,7 @@ class LevelImporter(Importer):
         self._updates: list[tuple[levels.LevelSnapshot, dict]] = []
         self._changed: list = []
         self._reassess: dict = {}
+        self._memory: dict = {}
 
     def changed_troughs(self):
         return [record.pk for record in self._changed]
@@ -395,30 +396,50 @@ class LevelImporter(Importer):
                 "store_new": lambda: _save_new(TroughLevel, new, self.ctx),
             }
 
+    def _memo(self, func, *args, **kwargs):
+        """``func(*args, **kwargs)``, or the error it raised, remembered for the file: a
+        lab's file repeats its units, assays, statuses, draw times and values on thousands
+        of rows, and these checks are pure (the same text gets the same answer)."""
+        key = (func, args, tuple(kwargs.items()))
+        try:
+            value, error = self._memory[key]
+        except KeyError:
+            try:
+                value, error = func(*args, **kwargs), None
+            except rules.RuleError as exc:
+                value, error = None, exc
+            self._memory[key] = (value, error)
+        if error is not None:
+            raise error.with_traceback(None)
+        return value
+
     def import_row(self, row):
         c = Collector()
         t = self.ctx.thresholds
-        patient = c(self.ctx.patient, c(validation.mrn, row.get("mrn")) or "")
+        m = self._memo
+        patient = c(self.ctx.patient, c(m, validation.mrn, row.get("mrn")) or "")
         collected_at = c(
-            validation.parse_datetime, row.get("collected_at"), "collected_at", not_future=True
+            m, validation.parse_datetime, row.get("collected_at"), "collected_at", not_future=True
         )
         if collected_at is None and not any(e.field == "collected_at" for e in c.errors):
             c.errors.append(rules.RuleError("collected_at", "", "is required"))
-        last_dose_at = c(validation.parse_datetime, row.get("last_dose_at"), "last_dose_at")
+        last_dose_at = c(m, validation.parse_datetime, row.get("last_dose_at"), "last_dose_at")
         level = c(
+            m,
             rules.parse_level,
             row.get("value"),
             row.get("unit"),
             ceiling_ng_ml=t.plausibility_ceiling_ng_ml,
             decimal_comma=self.ctx.decimal_comma,
         )
-        assay = c(validation.assay, row.get("assay"))
-        status, error_reason = self._status(c, row)
+        assay = c(m, validation.assay, row.get("assay"))
+        status, error_reason = self._status(c, row, m)
         accession = (row.get("accession") or "").strip()
         if len(accession) > 64:
             c.errors.append(rules.RuleError("accession", accession, "longer than 64 characters"))
         if collected_at and last_dose_at:
             c(
+                m,
                 validation.level_timing,
                 collected_at,
                 last_dose_at,
@@ -512,7 +533,7 @@ class LevelImporter(Importer):
         return UPDATED
 
     @staticmethod
-    def _status(c: Collector, row: dict[str, str]) -> tuple[str | None, str]:
+    def _status(c: Collector, row: dict[str, str], memo) -> tuple[str | None, str]:
         """``entered_in_error`` (as the levels export writes a retracted result) is accepted
         for a result not stored yet, with its ``error_reason``: so an export re-imports whole.
         Such a result never counts for flags."""
@@ -523,7 +544,7 @@ class LevelImporter(Importer):
                 c.errors.append(
                     rules.RuleError("error_reason", reason, "is only for status entered_in_error")
                 )
-            return c(validation.level_status, text), ""
+            return c(memo, validation.level_status, text), ""
         if not reason:
             c.errors.append(
                 rules.RuleError("error_reason", "", "is required with status entered_in_error")
