@@ -16,6 +16,7 @@ from ..models import Patient, Source
 from ..services import patients_reassess
 from .csv_reader import Problem, read_table
 from .kinds import CREATED, ERROR, IMPORTERS, UNCHANGED, UPDATED, Context, RowErrors
+from .levels import ChangedMeanwhile
 
 
 @dataclass
@@ -151,6 +152,9 @@ def _write(importer, report: ImportReport, before_commit) -> None:
             troughs=importer.changed_troughs(),
             **importer.reassess_options(),
         )
+    except ChangedMeanwhile as exc:
+        report.problems.append(Problem(0, "-", "", f"{exc}: nothing imported, import it again"))
+        raise _Rollback from exc
     except DatabaseError as exc:
         # Another import stored the same results meanwhile: the constraints refuse the
         # batch, and this file writes nothing.

@@ -75,3 +75,33 @@ def test_a_failing_before_commit_rolls_the_rows_back(patient):
         run_csv_import("levels", _levels(10), before_commit=before_commit)
     assert TroughLevel.objects.count() == 0
     assert TroughLevel.history.count() == 0
+
+
+def test_a_result_changed_by_someone_else_after_the_judging_refuses_the_file(patient, monkeypatch):
+    from monitoring.importers import levels
+
+    day = timezone.localdate() - timedelta(days=2)
+    first = f"mrn,collected_at,value,unit,accession\nTX-1,{day}T07:30,5.2,ng/mL,A-1\n"
+    assert run_csv_import("levels", first.encode()).written
+    original = levels.apply_updates
+
+    def meanwhile(updates, ctx):
+        # Another import's correction lands between this file's judging and its write.
+        TroughLevel.objects.filter(accession="A-1").update(reported_value="7.0")
+        return original(updates, ctx)
+
+    monkeypatch.setattr(levels, "apply_updates", meanwhile)
+    corrected = first.replace("accession", "accession,status").replace(
+        "5.2,ng/mL,A-1", "6.1,ng/mL,A-1,corrected"
+    )
+
+    report = run_csv_import("levels", corrected.encode())
+
+    assert not report.written
+    assert [str(p) for p in report.problems] == [
+        "file: result A-1 was changed by another import meanwhile: nothing imported, "
+        "import it again"
+    ]
+    # (The stand-in for the other import ran inside this file's transaction: undone too.)
+    assert TroughLevel.objects.get(accession="A-1").reported_value == "5.2"
+    assert TroughLevel.history.filter(accession="A-1").count() == 1
