@@ -105,3 +105,23 @@ def test_a_result_changed_by_someone_else_after_the_judging_refuses_the_file(pat
     # (The stand-in for the other import ran inside this file's transaction: undone too.)
     assert TroughLevel.objects.get(accession="A-1").reported_value == "5.2"
     assert TroughLevel.history.filter(accession="A-1").count() == 1
+
+
+def test_a_file_with_new_and_corrected_results_flags_both_and_keeps_the_history(patient):
+    day = timezone.localdate() - timedelta(days=2)
+    header = "mrn,collected_at,last_dose_at,value,unit,accession,status\n"
+    first = f"TX-1,{day}T07:30,{day - timedelta(days=1)}T19:30,5.2,ng/mL,B-1,final\n"
+    assert run_csv_import("levels", (header + first).encode()).written
+    corrected = first.replace("5.2", "9.1").replace("final", "corrected")
+    new = f"TX-1,{day}T19:30,{day}T07:30,3.1,ng/mL,B-2,final\n"
+
+    report = run_csv_import("levels", (header + corrected + new).encode())
+
+    assert report.written, report.problems
+    assert (report.counts["updated"], report.counts["created"]) == (1, 1)
+    stored = {t.accession: t for t in TroughLevel.objects.all()}
+    assert stored["B-1"].reported_value == "9.1" and stored["B-1"].range_flag == "above"
+    # Judged (no regimen on file: the dosing interval, hence the timing, is unknown).
+    assert stored["B-2"].range_flag == "below" and stored["B-2"].timing_flag == "unknown"
+    assert [h.history_type for h in TroughLevel.history.filter(accession="B-1")] == ["~", "+"]
+    assert Patient.objects.get(mrn="TX-1").latest_level_id == stored["B-2"].pk
