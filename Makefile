@@ -79,7 +79,7 @@ clean: ## Remove caches, collected static files and test output (keeps .venv and
 	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 # bench/ is also a directory: without .PHONY make would call the target up to date.
-.PHONY: bench bench-quick bench-load
+.PHONY: bench bench-quick bench-load bench-import
 BENCH_STAMP := .venv/.stamp-bench
 
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
@@ -91,6 +91,9 @@ bench: venv ## Benchmarks on SQLite and PostgreSQL at 50/500/5,000 patients; wri
 
 bench-quick: venv ## Quick benchmark look: 50 and 500 patients on SQLite, table printed only
 	$(PYTHON) -m bench.run --quick
+
+bench-import: venv ## Levels import alone: 100,000 rows at 5,000 patients and a 200,000-row preview, SQLite and PostgreSQL
+	$(PYTHON) -m bench.imports
 
 bench-load: $(BENCH_STAMP) ## Load test: gunicorn (4 workers) on PostgreSQL, 50 locust users for 60 s; writes docs/performance.md
 	$(PYTHON) -m bench.load

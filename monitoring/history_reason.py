@@ -31,6 +31,12 @@ def change_reason(text: str) -> Iterator[None]:
         _reason.reset(token)
 
 
+def current() -> str:
+    """The reason of the enclosing block ("" outside one): for history rows written below
+    the ORM (a bulk import), which no signal reaches."""
+    return _reason.get()
+
+
 def _apply_reason(sender, history_instance, **kwargs) -> None:
     reason = _reason.get()
     if reason and not getattr(history_instance, "history_change_reason", None):

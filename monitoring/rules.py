@@ -109,6 +109,8 @@ def control_character(text: str, *, multiline: bool = False) -> str | None:
     """The first control character of ``text`` (NUL, escape, bell, C1 codes, a lone
     surrogate...), or None. Multi-line text may hold tabs and line breaks. PostgreSQL refuses
     NUL and SQLite stores it; both would store the others, invisible on every page."""
+    if text.isprintable():  # in C: no Cc or Cs character (an import checks every cell)
+        return None
     for char in text:
         if unicodedata.category(char) in ("Cc", "Cs") and not (multiline and char in LINE_BREAKS):
             return char

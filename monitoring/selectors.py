@@ -68,6 +68,7 @@ def patient_records(
     levels_since: datetime | None = None,
     level_pks: Collection[int] = (),
     rule_labs_until: datetime | None = None,
+    extra_levels: Iterable = (),
 ) -> list[PatientRecords]:
     """Every record the rules need for these patients: seven queries whatever their number.
 
@@ -76,7 +77,8 @@ def patient_records(
     ``level_fields``: troughs with those fields only (another field would cost a query);
     ``levels_since``: only the troughs collected after it, and those of ``level_pks`` (one
     more query per 900 of them that are older); ``rule_labs_until``: only the labs the
-    kidney rules read as of that instant (``rule_labs``)."""
+    kidney rules read as of that instant (``rule_labs``); ``extra_levels``: troughs not
+    stored yet (an import about to insert them), added to their patients' troughs."""
     patients = list(patients)
     ids = [p.pk for p in patients]
     targets = _group(TargetAssignment.objects.select_related("profile"), ids)
@@ -92,6 +94,10 @@ def patient_records(
         for chunk in in_chunks(sorted(set(level_pks) - loaded)):
             for level in levels_query.filter(pk__in=chunk):
                 levels[level.patient_id].append(level)
+    wanted = set(ids)
+    for level in extra_levels:
+        if level.patient_id in wanted:
+            levels[level.patient_id].append(level)
     drugs = _group(ConcomitantDrug.objects.select_related("catalog"), ids)
     acknowledgements = _group(AlertAcknowledgement.objects.select_related("acknowledged_by"), ids)
     if rule_labs_until is None:

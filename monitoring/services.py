@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -62,6 +62,8 @@ def patients_reassess(
     *,
     troughs: Collection[int] | None = None,
     refit: bool = True,
+    new_levels: Collection = (),
+    store_new: Callable[[], None] | None = None,
 ) -> list[PatientAssessment]:
     """Recompute and store every level's flags and each patient's alert summary. Called
     after any write that can change a verdict (a level, regimen, target, drug or lab).
@@ -78,7 +80,14 @@ def patients_reassess(
     judged in full all the same.
 
     ``refit``: the records changed, so the model-informed forecast is fitted again (see
-    ``forecasting``); a new day alone changes no fit."""
+    ``forecasting``); a new day alone changes no fit.
+
+    ``new_levels`` (with ``troughs`` holding their ids): troughs an import is about to
+    insert, as plain objects with their ids reserved (``importers.levels.LevelSnapshot``):
+    judged with the stored ones, their flags set on them and not written here;
+    ``store_new()`` inserts them, inside this function's transaction before the summaries
+    (which point at them) are stored. So a large import writes each trough once, with its
+    flags, instead of inserting it, reading it back and updating it."""
     patients = list(patients)
     thresholds = config.load_thresholds()
     as_of = timezone.localdate()
@@ -86,6 +95,8 @@ def patients_reassess(
         "level_fields": [*LEVEL_RULE_INPUTS, *COMPUTED_LEVEL_FIELDS],
         "rule_labs_until": end_of_day(as_of),
     }
+    if new_levels:
+        selection["extra_levels"] = new_levels
     if troughs is None:
         results = patients_assess(patients, as_of=as_of, thresholds=thresholds, **selection)
     else:
@@ -98,6 +109,7 @@ def patients_reassess(
         latest = {p.latest_level_id for p in partial if p.latest_level_id is not None}
         selection.update(levels_since=window_start, level_pks={*troughs, *latest})
         results += patients_assess(partial, as_of=as_of, thresholds=thresholds, **selection)
+    new_ids = {level.pk for level in new_levels}
     changed_levels = []
     for result in results:
         for a in result.levels:
@@ -116,11 +128,18 @@ def patients_reassess(
             if any(getattr(level, k) != v for k, v in new.items()):
                 for k, v in new.items():
                     setattr(level, k, v)
-                changed_levels.append(level)
+                if level.pk not in new_ids:
+                    changed_levels.append(level)
         patient = result.records.patient
         patient_summary_set(patient, result, as_of)
-        patient.latest_level = result.latest.level if result.latest else None
+        latest = result.latest.level if result.latest else None
+        if latest is None or isinstance(latest, TroughLevel):
+            patient.latest_level = latest
+        else:  # a trough not stored yet (``new_levels``)
+            patient.latest_level_id = latest.pk
     with transaction.atomic():
+        if store_new is not None:
+            store_new()
         _update_each(TroughLevel, changed_levels, COMPUTED_LEVEL_FIELDS)
         _update_each(Patient, patients, PATIENT_SUMMARY_FIELDS)
     if refit:

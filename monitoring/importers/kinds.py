@@ -4,10 +4,11 @@ or the run is a dry run, so later rows see earlier ones (a correction that follo
 original in the same file works) and nothing is left behind on error.
 
 Levels are the bulk of every file (a lab's history runs to hundreds of thousands of rows), so
-``LevelImporter`` in bulk mode looks up the stored results once per patient and keeps new
-results until ``finish``, which inserts them, with their history, in batches. A row that meets
-a result still waiting (the same accession twice in a file) inserts the waiting ones first, so
-it sees them exactly as the row-by-row path would."""
+``LevelImporter`` in bulk mode (a CSV file) is set-based: every row is judged first, reading
+only, against plain snapshots of the stored results the file can meet and of the file's own
+earlier rows; ``finish`` then writes the new results and their history with one insert per
+table and the few updates through ``save()``, in one short transaction (importers/levels.py).
+HL7 messages carry a handful of results each and keep the row-by-row path."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history
 
 from .. import rules, validation
 from ..catalog import match_drug
@@ -39,6 +39,7 @@ from ..models import (
     TroughLevel,
 )
 from ..selectors import in_chunks
+from . import levels
 
 CREATED, UPDATED, UNCHANGED, ERROR = "created", "updated", "unchanged", "error"
 
@@ -160,13 +161,10 @@ def _lookup(ctx: Context, model, patient, matches, query):
     return query()
 
 
-BULK_BATCH = 1000
-
-
 def _save_new(model, records: Sequence, ctx: Context) -> None:
-    """Insert new records and their "created" history rows in batches (bulk mode)."""
-    default_user = ctx.user if getattr(ctx.user, "pk", None) else None
-    bulk_create_with_history(records, model, batch_size=BULK_BATCH, default_user=default_user)
+    """Insert a file's new results and their "created" history rows, one insert per table
+    (bulk mode); ``records`` are ``levels.LevelSnapshot``."""
+    levels.insert_new(records, ctx)
 
 
 def computed_columns(exported: Sequence[str], imported: Sequence[str]) -> tuple[str, ...]:
@@ -186,6 +184,10 @@ class Importer:
     # True when the importer wraps its own writes in savepoints, so the runner can skip the
     # two extra round trips per row of its own (most rows of a bulk import write nothing).
     own_savepoints = False
+    # True when ``import_row`` only judges (reads) and ``finish`` writes everything: the
+    # runner then judges the whole file outside any transaction and opens the write
+    # transaction for ``finish`` alone (and a dry run opens none).
+    judges_first = False
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -218,6 +220,10 @@ class Importer:
         """After ``finish``: when the rows wrote troughs only, their ids, so that only
         those are judged again (``services.patients_reassess``); None: re-judge all."""
         return None
+
+    def reassess_options(self) -> dict:
+        """After ``finish``: more keyword arguments of ``services.patients_reassess``."""
+        return {}
 
 
 class PatientImporter(Importer):
@@ -346,17 +352,22 @@ class LevelImporter(Importer):
 
     def __init__(self, ctx: Context):
         super().__init__(ctx)
-        # Bulk mode: per patient, the stored results' keys (looked up once), and the new
-        # results waiting for ``finish`` with their keys.
-        self._stored: dict[int, dict] = {}
-        # The stored results a row matched, fetched whole once per patient on the first match.
-        self._matched: dict[int, dict[int, TroughLevel]] = {}
-        self._pending: list[TroughLevel] = []
-        self._pending_keys: set[tuple] = set()
-        self._changed: list[TroughLevel] = []
+        # Bulk mode: the rows are judged against plain snapshots (the stored results they
+        # can meet, and the file's own new ones), and write nothing until ``finish``.
+        self.judges_first = ctx.bulk
+        self._index: dict[tuple, list[levels.LevelSnapshot]] = {}
+        self._loaded: set[int] = set()
+        self._new: list[levels.LevelSnapshot] = []
+        self._updates: list[tuple[levels.LevelSnapshot, dict]] = []
+        self._changed: list = []
+        self._reassess: dict = {}
+        self._memory: dict = {}
 
     def changed_troughs(self):
         return [record.pk for record in self._changed]
+
+    def reassess_options(self) -> dict:
+        return self._reassess
 
     @staticmethod
     def _key(patient_pk: int, accession: str, collected_at, comparator: str, value) -> tuple:
@@ -364,21 +375,20 @@ class LevelImporter(Importer):
             return (patient_pk, accession)
         return (patient_pk, "", collected_at.astimezone(UTC), comparator, value)
 
-    @classmethod
-    def _record_key(cls, record: TroughLevel) -> tuple:
-        return cls._key(
-            record.patient_id,
-            record.accession,
-            record.collected_at,
-            record.comparator,
-            record.value_ng_ml,
+    def _remember(self, snapshot: levels.LevelSnapshot) -> None:
+        key = self._key(
+            snapshot.patient_id,
+            snapshot.accession,
+            snapshot.collected_at,
+            snapshot.comparator,
+            snapshot.value_ng_ml,
         )
+        self._index.setdefault(key, []).append(snapshot)
 
     def prepare(self, rows):
-        """Bulk mode: the file's patients, and the keys of the stored results its rows can
-        meet (those with the file's accessions, and those without an accession), in a few
-        queries for the whole file instead of two per patient and without reading the rest
-        of the patients' history."""
+        """Bulk mode: the file's patients, and snapshots of the stored results its rows can
+        meet (those with the file's accessions, and those without one for the patients
+        with such rows), in a few queries for the whole file, reading only."""
         if not self.ctx.bulk:
             return
         accessions: dict[str, set[str]] = {}
@@ -393,103 +403,86 @@ class LevelImporter(Importer):
             for patient in Patient.objects.filter(mrn__in=chunk):
                 self.ctx.patients[patient.mrn] = patient
         wanted = {
-            self.ctx.patients[mrn].pk: found - {""}
+            self.ctx.patients[mrn].pk: found
             for mrn, found in accessions.items()
             if mrn in self.ctx.patients
         }
-        self._load_stored_keys(list(wanted), wanted)
+        self._load(list(wanted), wanted)
 
-    def _load_stored_keys(
-        self, patient_pks: list[int], accessions: dict[int, set[str]] | None = None
-    ) -> None:
-        """Every stored result's key for these patients, or with ``accessions`` (per
-        patient) only the results with one of those accessions or with none."""
-        fields = (
-            "pk",
-            "patient_id",
-            "accession",
-            "collected_at",
-            "comparator",
-            "value_ng_ml",
-            "reported_unit",
-        )
-        for chunk in in_chunks([pk for pk in patient_pks if pk not in self._stored]):
-            for pk in chunk:
-                self._stored[pk] = {}
-            stored = TroughLevel.objects.filter(patient_id__in=chunk)
-            if accessions is None:
-                queries = [stored]
-            else:
-                wanted = sorted({a for pk in chunk for a in accessions.get(pk, ())})
-                queries = [stored.filter(accession="")]
-                queries += [stored.filter(accession__in=part) for part in in_chunks(wanted)]
-            for query in queries:
-                for (
-                    pk,
-                    patient_pk,
-                    accession,
-                    collected_at,
-                    comparator,
-                    value,
-                    unit,
-                ) in query.values_list(*fields):
-                    key = self._key(patient_pk, accession, collected_at, comparator, value)
-                    self._stored[patient_pk].setdefault(key, []).append((pk, unit))
-
-    def _stored_keys(self, patient: Patient) -> dict:
-        if patient.pk not in self._stored:
-            self._load_stored_keys([patient.pk])
-        return self._stored[patient.pk]
-
-    def _stored_level(self, patient: Patient, pk: int) -> TroughLevel:
-        """A stored result a row matched: a re-imported file matches most of its patients'
-        results, so they are fetched together, one query per patient."""
-        if patient.pk not in self._matched:
-            self._matched[patient.pk] = {
-                r.pk: r for r in TroughLevel.objects.filter(patient=patient)
-            }
-        found = self._matched[patient.pk].get(pk)
-        if found is None:  # inserted by this file after the patient's results were fetched
-            found = self._matched[patient.pk][pk] = TroughLevel.objects.get(pk=pk)
-        return found
+    def _load(self, patient_pks: list[int], accessions: dict[int, set[str]] | None) -> None:
+        todo = [pk for pk in patient_pks if pk not in self._loaded]
+        self._loaded.update(todo)
+        for snapshot in levels.load_snapshots(todo, accessions):
+            self._remember(snapshot)
 
     def finish(self) -> None:
-        if not self._pending:
+        """Bulk mode, inside the write transaction. Usually the file only adds results:
+        their ids are reserved and the insert waits for ``patients_reassess``, which judges
+        them from their plain values and inserts them with their flags (``store_new``).
+        A file that also updates stored results inserts, updates, and is re-judged from
+        the database."""
+        if not self.ctx.bulk:
             return
-        pending, self._pending = self._pending, []
-        self._pending_keys = set()
-        with transaction.atomic():
-            _save_new(TroughLevel, pending, self.ctx)
-        for record in pending:
-            if record.patient_id in self._stored:
-                self._stored[record.patient_id].setdefault(self._record_key(record), []).append(
-                    (record.pk, record.reported_unit)
-                )
+        new, self._new = self._new, []
+        updates, self._updates = self._updates, []
+        if updates:
+            _save_new(TroughLevel, new, self.ctx)
+            updated = levels.apply_updates(updates, self.ctx)
+            inserted = {s.pk for s in new}
+            self._changed = new + [TroughLevel(pk=pk) for pk in updated if pk not in inserted]
+            return
+        levels.reserve_ids(new)
+        self._changed = new
+        if new:
+            self._reassess = {
+                "new_levels": new,
+                "store_new": lambda: _save_new(TroughLevel, new, self.ctx),
+            }
+
+    def _memo(self, func, *args, **kwargs):
+        """``func(*args, **kwargs)``, or the error it raised, remembered for the file: a
+        lab's file repeats its units, assays, statuses, draw times and values on thousands
+        of rows, and these checks are pure (the same text gets the same answer)."""
+        key = (func, args, tuple(kwargs.items()))
+        try:
+            value, error = self._memory[key]
+        except KeyError:
+            try:
+                value, error = func(*args, **kwargs), None
+            except rules.RuleError as exc:
+                value, error = None, exc
+            self._memory[key] = (value, error)
+        if error is not None:
+            raise error.with_traceback(None)
+        return value
 
     def import_row(self, row):
         c = Collector()
         t = self.ctx.thresholds
-        patient = c(self.ctx.patient, c(validation.mrn, row.get("mrn")) or "")
+        m = self._memo
+        patient = c(self.ctx.patient, c(m, validation.mrn, row.get("mrn")) or "")
         collected_at = c(
-            validation.parse_datetime, row.get("collected_at"), "collected_at", not_future=True
+            m, validation.parse_datetime, row.get("collected_at"), "collected_at", not_future=True
         )
         if collected_at is None and not any(e.field == "collected_at" for e in c.errors):
             c.errors.append(rules.RuleError("collected_at", "", "is required"))
-        last_dose_at = c(validation.parse_datetime, row.get("last_dose_at"), "last_dose_at")
+        last_dose_at = c(m, validation.parse_datetime, row.get("last_dose_at"), "last_dose_at")
         level = c(
+            m,
             rules.parse_level,
             row.get("value"),
             row.get("unit"),
             ceiling_ng_ml=t.plausibility_ceiling_ng_ml,
             decimal_comma=self.ctx.decimal_comma,
         )
-        assay = c(validation.assay, row.get("assay"))
-        status, error_reason = self._status(c, row)
+        assay = c(m, validation.assay, row.get("assay"))
+        status, error_reason = self._status(c, row, m)
         accession = (row.get("accession") or "").strip()
         if len(accession) > 64:
             c.errors.append(rules.RuleError("accession", accession, "longer than 64 characters"))
         if collected_at and last_dose_at:
             c(
+                m,
                 validation.level_timing,
                 collected_at,
                 last_dose_at,
@@ -545,23 +538,46 @@ class LevelImporter(Importer):
                         )
                     ]
                 )
-        record = existing or TroughLevel(patient=patient, accession=accession)
         self.ctx.affected.add(patient.pk)
-        if existing is None and self.ctx.bulk:
-            _fill_new(record, values, self.ctx)
-            self._pending.append(record)
-            self._pending_keys.add(self._record_key(record))
-            self._changed.append(record)
-            return CREATED, patient.mrn
-        # Bulk mode runs without a per-row savepoint: a refusal must spoil this row only.
+        if self.ctx.bulk:
+            return self._plan(existing, patient, accession, values), patient.mrn
+        record = existing or TroughLevel(patient=patient, accession=accession)
+        # Without the runner's savepoint: a refusal must spoil this row only (validate-only
+        # mode writes nothing, so it takes none).
         with _writing(self.ctx):
             action = _save_changes(record, values, self.ctx)
         if action != UNCHANGED:
             self._changed.append(record)
         return action, patient.mrn
 
+    def _plan(self, existing, patient: Patient, accession: str, values: dict) -> str:
+        """Bulk mode: what the row will write, kept for ``finish``; later rows of the file
+        see it as the row-by-row path would have stored it."""
+        if existing is None:
+            snapshot = levels.LevelSnapshot(patient_id=patient.pk, accession=accession, **values)
+            snapshot.pk = None
+            self._new.append(snapshot)
+            self._remember(snapshot)
+            return CREATED
+        changes = {k: v for k, v in values.items() if getattr(existing, k) != v}
+        if not changes:
+            return UNCHANGED
+        twin = existing.changed(changes)
+        group = self._index[
+            self._key(
+                existing.patient_id,
+                existing.accession,
+                existing.collected_at,
+                existing.comparator,
+                existing.value_ng_ml,
+            )
+        ]
+        group[group.index(existing)] = twin
+        self._updates.append((existing, changes))
+        return UPDATED
+
     @staticmethod
-    def _status(c: Collector, row: dict[str, str]) -> tuple[str | None, str]:
+    def _status(c: Collector, row: dict[str, str], memo) -> tuple[str | None, str]:
         """``entered_in_error`` (as the levels export writes a retracted result) is accepted
         for a result not stored yet, with its ``error_reason``: so an export re-imports whole.
         Such a result never counts for flags."""
@@ -572,7 +588,7 @@ class LevelImporter(Importer):
                 c.errors.append(
                     rules.RuleError("error_reason", reason, "is only for status entered_in_error")
                 )
-            return c(validation.level_status, text), ""
+            return c(memo, validation.level_status, text), ""
         if not reason:
             c.errors.append(
                 rules.RuleError("error_reason", "", "is required with status entered_in_error")
@@ -582,7 +598,7 @@ class LevelImporter(Importer):
         return LevelStatus.ENTERED_IN_ERROR, reason
 
     @staticmethod
-    def _value_differs(existing: TroughLevel, level: rules.Level) -> bool:
+    def _value_differs(existing, level: rules.Level) -> bool:
         """A changed value needs status 'corrected', except over a preliminary result,
         which whatever the lab sends next replaces."""
         if existing.status == LevelStatus.PRELIMINARY:
@@ -593,7 +609,9 @@ class LevelImporter(Importer):
             or rules.normalise_unit(existing.reported_unit) != level.unit
         )
 
-    def _find(self, patient, accession, collected_at, level) -> TroughLevel | None:
+    def _find(self, patient, accession, collected_at, level):
+        """The stored result (a model instance row by row; a snapshot in bulk mode, which
+        includes the file's earlier new results) a row is about, or None."""
         if not self.ctx.bulk:
             return _lookup(
                 self.ctx,
@@ -602,13 +620,13 @@ class LevelImporter(Importer):
                 lambda r: self._same_result(r, accession, collected_at, level),
                 lambda: self._existing(patient, accession, collected_at, level),
             )
+        if patient.pk not in self._loaded:
+            self._load([patient.pk], None)
         value = validation.stored_ng_ml(level.value_ng_ml)
         key = self._key(patient.pk, accession, collected_at, level.comparator, value)
-        if key in self._pending_keys:
-            self.finish()  # the same result twice in one file: judge it against the first
-        for pk, unit in self._stored_keys(patient).get(key, []):
-            if accession or rules.normalise_unit(unit) == level.unit:
-                return self._stored_level(patient, pk)
+        for snapshot in self._index.get(key, ()):
+            if accession or rules.normalise_unit(snapshot.reported_unit) == level.unit:
+                return snapshot
         return None
 
     @staticmethod

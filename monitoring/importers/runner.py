@@ -16,6 +16,7 @@ from ..models import Patient, Source
 from ..services import patients_reassess
 from .csv_reader import Problem, read_table
 from .kinds import CREATED, ERROR, IMPORTERS, UNCHANGED, UPDATED, Context, RowErrors
+from .levels import ChangedMeanwhile
 
 
 @dataclass
@@ -64,6 +65,7 @@ class _Rollback(Exception):
 
 # progress(rows_done, rows_total): called as rows are judged, and once at the end.
 Progress = Callable[[int, int], None]
+BeforeCommit = Callable[["ImportReport"], None]
 PROGRESS_EVERY = 1000
 
 
@@ -75,7 +77,7 @@ def run_csv_import(
     user=None,
     source: str = Source.CSV,
     progress: Progress | None = None,
-    before_commit: Callable[[ImportReport], None] | None = None,
+    before_commit: BeforeCommit | None = None,
 ) -> ImportReport:
     """Judge and (unless ``dry_run``) write a CSV file of ``kind``; all rows or none.
 
@@ -103,48 +105,93 @@ def run_csv_import(
         bulk=True,
     )
     importer = importer_class(ctx)
-    try:
-        with transaction.atomic():
-            importer.prepare([row for _line, row in table.rows])
-            total = len(table.rows)
-            for done, (line, row) in enumerate(table.rows, start=1):
-                if progress and done % PROGRESS_EVERY == 0:
-                    progress(done, total)
-                result = RowResult(line, ERROR, row.get("mrn", ""), row)
-                try:
-                    # A savepoint per row: a database refusal spoils only its own row, and
-                    # PostgreSQL's transaction stays usable for reporting the rest.
-                    savepoint = nullcontext() if importer.own_savepoints else transaction.atomic()
-                    with savepoint:
-                        result.action, result.mrn = importer.checked_import(row)
-                except RowErrors as exc:
-                    result.problems = [
-                        Problem(line, e.field, str(e.value), e.message) for e in exc.errors
-                    ]
-                except DatabaseError as exc:
-                    refusal = f"refused by the database: {database_refusal(exc)}"
-                    result.problems = [Problem(line, "-", "", refusal)]
-                report.problems.extend(result.problems)
-                report.rows.append(result)
-            if report.problems or dry_run:
-                raise _Rollback
-            try:
-                importer.finish()
-            except DatabaseError as exc:
-                # Another import stored the same results meanwhile: the constraints refuse
-                # the batch, and this file writes nothing.
-                report.problems.append(
-                    Problem(0, "-", "", f"refused by the database: {database_refusal(exc)}")
-                )
-                raise _Rollback from exc
-            patients_reassess(
-                Patient.objects.filter(pk__in=ctx.affected), troughs=importer.changed_troughs()
-            )
-            report.written = True
-            if before_commit:
-                before_commit(report)
-    except _Rollback:
-        pass
+    if importer.judges_first:
+        _judge_then_write(importer, table.rows, report, dry_run, progress, before_commit)
+    else:
+        _judge_and_write(importer, table.rows, report, dry_run, progress, before_commit)
     if progress:
         progress(len(table.rows), len(table.rows))
     return report
+
+
+def _judge_row(importer, line: int, row: dict[str, str], savepoints: bool) -> RowResult:
+    result = RowResult(line, ERROR, row.get("mrn", ""), row)
+    try:
+        # A savepoint per row: a database refusal spoils only its own row, and
+        # PostgreSQL's transaction stays usable for reporting the rest.
+        savepoint = transaction.atomic() if savepoints else nullcontext()
+        with savepoint:
+            result.action, result.mrn = importer.checked_import(row)
+    except RowErrors as exc:
+        result.problems = [Problem(line, e.field, str(e.value), e.message) for e in exc.errors]
+    except DatabaseError as exc:
+        refusal = f"refused by the database: {database_refusal(exc)}"
+        result.problems = [Problem(line, "-", "", refusal)]
+    return result
+
+
+def _judge_rows(importer, rows, report: ImportReport, progress, savepoints: bool) -> None:
+    total = len(rows)
+    for done, (line, row) in enumerate(rows, start=1):
+        if progress and done % PROGRESS_EVERY == 0:
+            progress(done, total)
+        result = _judge_row(importer, line, row, savepoints)
+        report.problems.extend(result.problems)
+        report.rows.append(result)
+
+
+def _write(importer, report: ImportReport, before_commit) -> None:
+    """Inside the write transaction: the importer's waiting writes, the touched patients'
+    flags and summaries, and the caller's bookkeeping. Raises _Rollback when refused."""
+    ctx = importer.ctx
+    try:
+        importer.finish()
+        # A levels file's new troughs are inserted in here, with their flags.
+        patients_reassess(
+            Patient.objects.filter(pk__in=ctx.affected),
+            troughs=importer.changed_troughs(),
+            **importer.reassess_options(),
+        )
+    except ChangedMeanwhile as exc:
+        report.problems.append(Problem(0, "-", "", f"{exc}: nothing imported, import it again"))
+        raise _Rollback from exc
+    except DatabaseError as exc:
+        # Another import stored the same results meanwhile: the constraints refuse the
+        # batch, and this file writes nothing.
+        report.problems.append(
+            Problem(0, "-", "", f"refused by the database: {database_refusal(exc)}")
+        )
+        raise _Rollback from exc
+    report.written = True
+    if before_commit:
+        before_commit(report)
+
+
+def _judge_then_write(importer, rows, report, dry_run, progress, before_commit) -> None:
+    """Set-based (levels): every row judged with reads only and no transaction held, so a
+    dry run (the web preview) locks nothing however large the file; then one short write
+    transaction when every row is accepted."""
+    importer.prepare([row for _line, row in rows])
+    _judge_rows(importer, rows, report, progress, savepoints=False)
+    if report.problems or dry_run:
+        return
+    try:
+        with transaction.atomic():
+            _write(importer, report, before_commit)
+    except _Rollback:
+        report.written = False
+
+
+def _judge_and_write(importer, rows, report, dry_run, progress, before_commit) -> None:
+    """Row by row (patients, regimens, medications, labs): each row written as it is
+    judged, inside one transaction, so later rows see earlier ones; rolled back when any
+    row failed or for a dry run."""
+    try:
+        with transaction.atomic():
+            importer.prepare([row for _line, row in rows])
+            _judge_rows(importer, rows, report, progress, not importer.own_savepoints)
+            if report.problems or dry_run:
+                raise _Rollback
+            _write(importer, report, before_commit)
+    except _Rollback:
+        report.written = False

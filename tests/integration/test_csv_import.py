@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from monitoring.importers import run_csv_import
 from monitoring.models import ConcomitantDrug, LabResult, Patient, Regimen, TroughLevel
@@ -348,3 +350,41 @@ def test_the_patients_export_does_not_call_a_planned_end_met_before_36_months():
     row = next(r for r in rows if r["mrn"] == "DUR-1")
     assert row["duration_flag"] == "duration_under_36_months"
     assert row["months_on_therapy"] == "34.8"
+
+
+def test_a_large_file_prints_progress_lines_on_stderr(tmp_path, monkeypatch):
+    from monitoring.management.commands import import_csv
+
+    monkeypatch.setattr(import_csv, "PROGRESS_LINE_EVERY", 1000)  # 10,000 in real use
+    patients = write(
+        tmp_path,
+        "p.csv",
+        "mrn,family_name,given_name,birth_date,sex\nPR-1,Doe,Jane,1990-01-01,F\n",
+    )
+    assert run("patients", patients)[0] == 0
+    today = timezone.localdate()
+    rows = [
+        f"PR-1,{today - timedelta(days=1 + i // 100)}T07:{i % 60:02d},5.{i % 10},ng/mL,P{i}"
+        for i in range(2500)
+    ]
+    levels = write(tmp_path, "l.csv", "mrn,collected_at,value,unit,accession\n" + "\n".join(rows))
+
+    code, out, err = run("levels", levels)
+
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if line.startswith("levels:")]
+    assert [line.split(" rows,")[0] for line in lines] == [
+        "levels: 1,000 of 2,500",
+        "levels: 2,000 of 2,500",
+    ]
+    assert all(line.endswith("rows/s") for line in lines)
+    assert "levels: 2500 created" in out
+
+
+def test_a_small_file_prints_no_progress_line(tmp_path):
+    path = write(
+        tmp_path, "p.csv", "mrn,family_name,given_name,birth_date,sex\nPR-2,Doe,Jo,1990-01-01,F\n"
+    )
+    code, _out, err = run("patients", path)
+    assert code == 0
+    assert "rows/s" not in err

@@ -22,11 +22,10 @@ from django.db import (
 )
 from django.urls import reverse
 from django.utils import timezone
-from simple_history.manager import HistoryManager
 
 from monitoring import services
 from monitoring.importers import hl7 as hl7_import
-from monitoring.importers import kinds, run_csv_import
+from monitoring.importers import kinds, levels, run_csv_import
 from monitoring.log_filters import RedactDatabaseValues
 from monitoring.models import (
     ConcomitantDrug,
@@ -275,14 +274,15 @@ def _labs(n: int) -> str:
 
 
 def _fail_history_insert(monkeypatch, error: BaseException) -> None:
-    """Fail the batched insert of new levels after their rows went in, before their history."""
-    monkeypatch.setattr(kinds, "BULK_BATCH", 2)  # several batches, so it fails part-way
+    """Fail the insert of new levels' history rows after the levels went in."""
+    original = levels.insert_history
 
-    def fail(self, objs, *args, **kwargs):
-        assert TroughLevel.objects.count() == len(objs)  # the levels are in by now
+    def fail(records, *args, **kwargs):
+        assert TroughLevel.objects.count() == len(records)  # the levels are in by now
+        original(records[:1], *args, **kwargs)  # and part of their history
         raise error
 
-    monkeypatch.setattr(HistoryManager, "bulk_history_create", fail)
+    monkeypatch.setattr(levels, "insert_history", fail)
 
 
 def test_a_database_error_on_the_third_row_imports_nothing(patient, monkeypatch):

@@ -1,0 +1,114 @@
+"""Set-based inserts for large imports: many rows of one table in one statement stream,
+below the ORM (no model instance, no per-row SQL built by Django).
+
+PostgreSQL gets ``COPY ... FROM STDIN`` (psycopg's ``cursor.copy``); SQLite one prepared
+``INSERT`` run with ``executemany``. Keys are reserved first (the table's sequence on
+PostgreSQL; after the highest key ever used on SQLite, inside the write transaction that
+holds the database's write lock), so the caller knows every new row's id without reading
+them back: the history rows and the flags point at them.
+
+Values go through each field's ``get_db_prep_save`` where the backend needs a conversion
+(date-times, decimals), exactly as a ``save()`` would store them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from django.db import connection, models
+
+
+def reserve_ids(model: type[models.Model], count: int) -> list[int]:
+    """``count`` fresh primary keys for ``model``; call inside the write transaction."""
+    if count <= 0:
+        return []
+    table = model._meta.db_table
+    pk_column = model._meta.pk.column
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [connection.ops.quote_name(table), pk_column, count],
+            )
+            return [row[0] for row in cursor.fetchall()]
+        # SQLite AUTOINCREMENT never reuses a key: start after the highest ever handed out
+        # (sqlite_sequence), which an explicit insert then moves on by itself.
+        quote = connection.ops.quote_name
+        cursor.execute(f"SELECT MAX({quote(pk_column)}) FROM {quote(table)}")  # noqa: S608
+        highest = cursor.fetchone()[0] or 0
+        cursor.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+        found = cursor.fetchone()
+        start = max(highest, found[0] if found else 0) + 1
+    return list(range(start, start + count))
+
+
+def _converters(model: type[models.Model], columns: Sequence[str]):
+    """Per column: None when the value goes to the driver as it is, else a function. The
+    conversions are remembered per value: a file's rows share few distinct date-times and
+    values (the write time of every row, the day's draw times)."""
+    fields = {f.attname: f for f in model._meta.concrete_fields}
+    converters = []
+    for name in columns:
+        field = fields[name]
+        simple = isinstance(
+            field, models.CharField | models.TextField | models.IntegerField | models.ForeignKey
+        ) and not isinstance(field, models.AutoField | models.BigAutoField)
+        if connection.vendor == "postgresql" and isinstance(
+            field, models.DateTimeField | models.DecimalField | models.BooleanField
+        ):
+            simple = True  # psycopg adapts these as Django would
+        converters.append(None if simple else _remembering(field))
+    return converters
+
+
+def _remembering(field):
+    seen: dict = {}
+
+    def convert(value):
+        try:
+            return seen[value]
+        except KeyError:
+            seen[value] = converted = field.get_db_prep_save(value, connection)
+            return converted
+
+    return convert
+
+
+def insert_rows(
+    model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence]
+) -> None:
+    """Insert ``rows`` (tuples in the order of ``columns``, attnames) into ``model``'s table.
+    Inside the caller's transaction; a refusal (a constraint) raises the driver's error,
+    wrapped by Django as ``IntegrityError``/``DatabaseError``."""
+    if not rows:
+        return
+    converters = _converters(model, columns)
+    if any(converters):
+        rows = [
+            tuple(v if c is None else c(v) for v, c in zip(row, converters, strict=True))
+            for row in rows
+        ]
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    by_attname = {f.attname: f for f in model._meta.concrete_fields}
+    names = ", ".join(quote(by_attname[c].column) for c in columns)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Django wraps psycopg's errors raised inside its cursor; COPY goes through the
+            # raw cursor, so its errors are wrapped the same way here.
+            sql = f"COPY {table} ({names}) FROM STDIN"
+            started = time.monotonic()
+            with connection.wrap_database_errors:
+                with cursor.cursor.copy(sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            if connection.queries_logged:  # as Django logs its own statements (tests count)
+                connection.queries_log.append(
+                    {
+                        "sql": f"{sql} ({len(rows)} rows)",
+                        "time": f"{time.monotonic() - started:.3f}",
+                    }
+                )
+            return
+        marks = ", ".join(["%s"] * len(columns))
+        cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)  # noqa: S608
