@@ -81,7 +81,7 @@ TARGETS = {
     "patient_ms": 100.0,
     "figure_kb": 150.0,
     "queries": 12,
-    # Levels import, flags included, 100,000 rows at the largest size (issue 15).
+    # Levels import, flags included, 100,000 rows at the largest size.
     "import_per_s": {"postgres": 10_000.0, "sqlite": 5_000.0},
 }
 
