@@ -13,7 +13,7 @@ from django.db import DatabaseError, transaction
 from .. import config
 from ..log_filters import database_refusal
 from ..models import Patient, Source
-from ..services import patients_reassess
+from ..services import Refit, patients_reassess
 from .csv_reader import Problem, read_table
 from .kinds import CREATED, ERROR, IMPORTERS, UNCHANGED, UPDATED, Context, RowErrors
 
@@ -76,12 +76,14 @@ def run_csv_import(
     source: str = Source.CSV,
     progress: Progress | None = None,
     before_commit: Callable[[ImportReport], None] | None = None,
+    refit: Refit = "now",
 ) -> ImportReport:
     """Judge and (unless ``dry_run``) write a CSV file of ``kind``; all rows or none.
 
     ``before_commit(report)`` runs inside the write transaction once every row is accepted,
     so a caller's own bookkeeping (a background job marking itself done) commits, or rolls
-    back, together with the rows."""
+    back, together with the rows. ``refit``: when the forecasts of the patients written are
+    fitted again ("background" for jobs and commands: see ``services.patients_reassess``)."""
     importer_class = IMPORTERS[kind]
     report = ImportReport(kind=kind, dry_run=dry_run)
     table = read_table(
@@ -138,7 +140,9 @@ def run_csv_import(
                 )
                 raise _Rollback from exc
             patients_reassess(
-                Patient.objects.filter(pk__in=ctx.affected), troughs=importer.changed_troughs()
+                Patient.objects.filter(pk__in=ctx.affected),
+                troughs=importer.changed_troughs(),
+                refit=refit,
             )
             report.written = True
             if before_commit:
