@@ -140,18 +140,21 @@ def forecasts_after_change(results: list[PatientAssessment], *, background: bool
     are few (a form); mark them stale when many, for the next look at each patient or the
     daily refresh to refit.
 
-    ``background``: marked stale whatever their number, and one task refits them once the
-    write commits (``transaction.on_commit``: a worker must see the new records, and a write
-    rolled back queues nothing). Until then a page that shows a patient refits a stale
-    forecast itself (``patient_forecast``), so no page shows the old fit as current."""
+    ``background``: marked stale, and when few (the patients a request would have refitted)
+    one task refits them once the write commits (``transaction.on_commit``: a worker must
+    see the new records, and a write rolled back queues nothing); many are left to the
+    view and the daily refresh as above, not an hour of fits holding a worker. Until then a
+    page that shows a patient refits a stale forecast itself (``patient_forecast``), so no
+    page shows the old fit as current."""
     if not settings.PK_FORECASTS or not results:
         return
     if background:
         ids = [r.records.patient.pk for r in results]
         forecasting.patients_mark_forecast_stale(ids)
-        # robust: the records are committed by then; a queue that refuses the task leaves
-        # the forecasts stale (refitted on view or by the daily refresh), not a failed write.
-        transaction.on_commit(lambda: _enqueue_refit(ids), robust=True)
+        if len(ids) <= forecasting.SYNCHRONOUS_LIMIT:
+            # robust: the records are committed by then; a queue that refuses the task
+            # leaves the forecasts stale (refitted on view or daily), not a failed write.
+            transaction.on_commit(lambda: _enqueue_refit(ids), robust=True)
         return
     if len(results) <= forecasting.SYNCHRONOUS_LIMIT:
         forecasting.patients_refit(

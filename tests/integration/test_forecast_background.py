@@ -79,6 +79,7 @@ def test_with_the_database_queue_the_forecast_stays_stale_until_a_worker_runs_th
         assert send(hl7_trough("BG-2", "ACC-BG2"), token).status_code == 200
     queued = DBTaskResult.objects.get(task_path=REFIT_TASK)
     assert queued.status == "READY"
+    assert queued.priority < 0  # after any import job waiting in the queue
     assert queued.args_kwargs["args"] == [[patient.pk]]
     stale = PatientForecast.objects.get(patient=patient)
     assert stale.stale and stale.n_troughs_used == 2
@@ -159,3 +160,22 @@ def test_a_fit_that_a_newer_change_overtook_is_not_stored(monkeypatch):
     assert not PatientForecast.objects.get(patient=patient).stale
     # Refitted meanwhile (a page view): nothing left to do.
     assert services.patients_refit_marked([patient.pk]) == 0
+
+
+def test_an_import_of_many_patients_marks_stale_and_queues_nothing(
+    settings, monkeypatch, django_capture_on_commit_callbacks, tmp_path
+):
+    """Many patients: left to the view and the daily refresh, not a long task holding a
+    worker (here "many" is more than none)."""
+    patient = make_patient("BG-7")
+    settings.TASKS = DATABASE_QUEUE
+    monkeypatch.setattr(forecasting, "SYNCHRONOUS_LIMIT", 0)
+    path = tmp_path / "levels.csv"
+    path.write_text(
+        "mrn,collected_at,last_dose_at,value,unit,accession\n"
+        f"BG-7,{stamp(1)},{stamp(2, 20)},4.4,ng/mL,BG-7-NEW\n"
+    )
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        call_command("import_csv", "levels", str(path))
+    assert queued == [] and not DBTaskResult.objects.exists()
+    assert PatientForecast.objects.get(patient=patient).stale
