@@ -70,13 +70,13 @@ def test_an_hl7_message_leaves_the_fit_to_the_task_queued_on_commit(
     assert fits and not after.stale and after.n_troughs_used == 3
 
 
+@pytest.mark.django_db(transaction=True)  # the worker closes its connection, as in production
 def test_with_the_database_queue_the_forecast_stays_stale_until_a_worker_runs_the_task(
-    token, settings, django_capture_on_commit_callbacks
+    token, settings
 ):
     patient = make_patient("BG-2")
     settings.TASKS = DATABASE_QUEUE
-    with django_capture_on_commit_callbacks(execute=True):
-        assert send(hl7_trough("BG-2", "ACC-BG2"), token).status_code == 200
+    assert send(hl7_trough("BG-2", "ACC-BG2"), token).status_code == 200
     queued = DBTaskResult.objects.get(task_path=REFIT_TASK)
     assert queued.status == "READY"
     assert queued.priority < 0  # after any import job waiting in the queue
