@@ -230,13 +230,15 @@ def patients_mark_forecast_stale(patient_ids: Iterable[int]) -> None:
     )
 
 
-def patient_refit_if_unchanged(patient: Patient, target: tuple[float, float], mark: int) -> bool:
-    """Fit and store the forecast of a patient marked stale ``mark`` times, unless another
-    change was marked while fitting: that fit would miss it, and the newer mark's own
-    refit follows. True if stored."""
+def patient_refit_if_unchanged(
+    patient: Patient, target: tuple[float, float], mark: int
+) -> tuple[dict, bool]:
+    """Fit the forecast of a patient marked stale ``mark`` times and store it unless another
+    change was marked while fitting: that fit may miss it, so the row stays stale for the
+    newer mark's own refit. Returns the fitted fields and whether they were stored."""
     fields = patient_forecast_fields(patient, target)
     stored = PatientForecast.objects.filter(patient=patient, change_count=mark).update(**fields)
-    return bool(stored)
+    return fields, bool(stored)
 
 
 FORECAST_COLUMNS = [

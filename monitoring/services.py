@@ -188,7 +188,7 @@ def patients_refit_marked(patient_ids: Iterable[int]) -> int:
     stored = 0
     for patient in Patient.objects.filter(pk__in=marks).order_by("pk"):
         band = _band(patient_assess(patient))
-        stored += forecasting.patient_refit_if_unchanged(patient, band, marks[patient.pk])
+        stored += forecasting.patient_refit_if_unchanged(patient, band, marks[patient.pk])[1]
     return stored
 
 
@@ -198,9 +198,17 @@ def patient_forecast(patient: Patient, assessment: PatientAssessment):
     if not settings.PK_FORECASTS:
         return None
     stored = PatientForecast.objects.filter(patient=patient).first()
-    if stored is None or stored.stale:
+    if stored is None:
         forecasting.patients_refit([patient], {patient.pk: _band(assessment)})
         stored = PatientForecast.objects.get(patient=patient)
+    elif stored.stale:
+        # Stored as the background task stores it: not over a change marked meanwhile (an
+        # HL7 message during the fit), which its own task refits; this page shows this fit.
+        fields, _kept = forecasting.patient_refit_if_unchanged(
+            patient, _band(assessment), stored.change_count
+        )
+        for name, value in fields.items():
+            setattr(stored, name, value)
     return stored
 
 

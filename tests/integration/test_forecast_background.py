@@ -179,3 +179,21 @@ def test_an_import_of_many_patients_marks_stale_and_queues_nothing(
         call_command("import_csv", "levels", str(path))
     assert queued == [] and not DBTaskResult.objects.exists()
     assert PatientForecast.objects.get(patient=patient).stale
+
+
+def test_a_page_view_fit_overtaken_by_a_change_shows_its_fit_and_leaves_the_row_stale(
+    monkeypatch,
+):
+    patient = make_patient("BG-8")
+    forecasting.patients_mark_forecast_stale([patient.pk])
+    real = forecasting.pk.fit
+
+    def fit_while_a_message_arrives(*args, **kwargs):
+        forecasting.patients_mark_forecast_stale([patient.pk])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(forecasting.pk, "fit", fit_while_a_message_arrives)
+    shown = services.patient_forecast(patient, services.patient_assess(patient))
+    assert shown.method == "map" and shown.n_troughs_used == 2
+    # The newer change's task still finds the row stale, so it refits.
+    assert PatientForecast.objects.get(patient=patient).stale
