@@ -340,9 +340,9 @@ FILE_UPLOAD_HANDLERS = ["monitoring.uploads.LimitedMemoryUploadHandler"]
 # request at 30 s (a killed request has stored some messages and acknowledged none).
 # The forecast refit is left to a background task (tasks.refit_forecasts), so a message costs
 # its write and re-judge only. Measured (python -m bench.hl7, 2-core machine, forecasts on):
-# 42 messages/s on SQLite and 32 on PostgreSQL at a load of 2; 13/s on PostgreSQL under a
-# load of 6 (the same work, measured before with PK_FORECASTS=0). 100 messages: 3 s, and
-# under 8 s at 13/s, so a capped request keeps over half the timeout in hand
+# 42 and 27 messages/s on SQLite, 32 and 17 on PostgreSQL (two runs, load 2 and 3); 13/s on
+# PostgreSQL under a load of 6 (the same work, measured before with PK_FORECASTS=0). 100
+# messages: 3 to 6 s, under 8 s at 13/s, so a capped request keeps over half the timeout
 # (docs/data-formats.md A5). Was 10 while each message refitted in the request (0.6/s).
 HL7_MAX_MESSAGES_PER_REQUEST = env_int("HL7_MAX_MESSAGES_PER_REQUEST", 100)
 
