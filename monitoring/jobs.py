@@ -246,6 +246,7 @@ def _run_csv(job: ImportJob, attempt: int, since: datetime) -> None:
             user=job.created_by,
             progress=progress_writer(job.pk, attempt),
             before_commit=before_commit,
+            refit="background",
         )
     if not report.ok:
         _finish(

@@ -767,6 +767,9 @@ class PatientForecast(models.Model):
 
     patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="forecast")
     stale = models.BooleanField(default=True, help_text="Records changed since the fit.")
+    # Counts the marks: a background refit stores its fit only if no change was marked
+    # while it was fitting (one that was keeps the row stale for its own refit task).
+    change_count = models.PositiveIntegerField(default=0)
     fitted_at = models.DateTimeField(null=True, blank=True)
     method = models.CharField(max_length=12, choices=ForecastMethod.choices, default="none")
     model_id = models.CharField(max_length=40, blank=True)

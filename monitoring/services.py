@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Literal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -39,6 +40,9 @@ from .selectors import LEVEL_RULE_INPUTS, patient_record, patient_records
 
 COMPUTED_LEVEL_FIELDS = LEVEL_COMPUTED_FIELDS
 
+# When a write refits the forecasts it touched (``patients_reassess``).
+Refit = Literal["now", "background", "no"]
+
 
 def patients_assess(
     patients: Iterable[Patient],
@@ -61,7 +65,7 @@ def patients_reassess(
     patients: Iterable[Patient],
     *,
     troughs: Collection[int] | None = None,
-    refit: bool = True,
+    refit: Refit = "now",
     new_levels: Collection = (),
     store_new: Callable[[], None] | None = None,
 ) -> list[PatientAssessment]:
@@ -80,7 +84,10 @@ def patients_reassess(
     judged in full all the same.
 
     ``refit``: the records changed, so the model-informed forecast is fitted again (see
-    ``forecasting``); a new day alone changes no fit.
+    ``forecasting``): "now" in this request (a clinician's form: the page shows the result),
+    "background" by a task once this write commits (an interface or an import, whose
+    throughput a fit per message would cap), "no" when nothing a fit reads changed (a new
+    day alone). See ``forecasts_after_change``.
 
     ``new_levels`` (with ``troughs`` holding their ids): troughs an import is about to
     insert, as plain objects with their ids reserved (``importers.levels.LevelSnapshot``):
@@ -142,16 +149,31 @@ def patients_reassess(
             store_new()
         _update_each(TroughLevel, changed_levels, COMPUTED_LEVEL_FIELDS)
         _update_each(Patient, patients, PATIENT_SUMMARY_FIELDS)
-    if refit:
-        forecasts_after_change(results)
+    if refit != "no":
+        forecasts_after_change(results, background=refit == "background")
     return results
 
 
-def forecasts_after_change(results: list[PatientAssessment]) -> None:
+def forecasts_after_change(results: list[PatientAssessment], *, background: bool = False) -> None:
     """Refit the forecasts of the patients a write touched, in the same request when they
-    are few (a form, an HL7 message); mark them stale when many (an import), for the
-    next look at each patient or the daily refresh to refit."""
-    if not settings.PK_FORECASTS:
+    are few (a form); mark them stale when many, for the next look at each patient or the
+    daily refresh to refit.
+
+    ``background``: marked stale, and when few (the patients a request would have refitted)
+    one task refits them once the write commits (``transaction.on_commit``: a worker must
+    see the new records, and a write rolled back queues nothing); many are left to the
+    view and the daily refresh as above, not an hour of fits holding a worker. Until then a
+    page that shows a patient refits a stale forecast itself (``patient_forecast``), so no
+    page shows the old fit as current."""
+    if not settings.PK_FORECASTS or not results:
+        return
+    if background:
+        ids = [r.records.patient.pk for r in results]
+        forecasting.patients_mark_forecast_stale(ids)
+        if len(ids) <= forecasting.SYNCHRONOUS_LIMIT:
+            # robust: the records are committed by then; a queue that refuses the task
+            # leaves the forecasts stale (refitted on view or daily), not a failed write.
+            transaction.on_commit(lambda: _enqueue_refit(ids), robust=True)
         return
     if len(results) <= forecasting.SYNCHRONOUS_LIMIT:
         forecasting.patients_refit(
@@ -165,15 +187,47 @@ def _band(assessment: PatientAssessment) -> tuple[float, float]:
     return float(assessment.current_target.low), float(assessment.current_target.high)
 
 
+def _enqueue_refit(patient_ids: list[int]) -> None:
+    from .tasks import refit_forecasts  # tasks imports the importers, which import this
+
+    refit_forecasts.enqueue(patient_ids)
+
+
+def patients_refit_marked(patient_ids: Iterable[int]) -> int:
+    """The background refit (``tasks.refit_forecasts``): each of these patients whose
+    forecast is still stale (a page view may have refitted it meanwhile) is fitted, and the
+    fit stored only if no newer change was marked while it ran. Returns how many were."""
+    if not settings.PK_FORECASTS:
+        return 0
+    marks = dict(
+        PatientForecast.objects.filter(patient_id__in=list(patient_ids), stale=True).values_list(
+            "patient_id", "change_count"
+        )
+    )
+    stored = 0
+    for patient in Patient.objects.filter(pk__in=marks).order_by("pk"):
+        band = _band(patient_assess(patient))
+        stored += forecasting.patient_refit_if_unchanged(patient, band, marks[patient.pk])[1]
+    return stored
+
+
 def patient_forecast(patient: Patient, assessment: PatientAssessment):
     """The stored forecast for a page; fitted now only if missing or stale (a large
     import marked it): once, then stored. None where forecasts are switched off."""
     if not settings.PK_FORECASTS:
         return None
     stored = PatientForecast.objects.filter(patient=patient).first()
-    if stored is None or stored.stale:
+    if stored is None:
         forecasting.patients_refit([patient], {patient.pk: _band(assessment)})
         stored = PatientForecast.objects.get(patient=patient)
+    elif stored.stale:
+        # Stored as the background task stores it: not over a change marked meanwhile (an
+        # HL7 message during the fit), which its own task refits; this page shows this fit.
+        fields, _kept = forecasting.patient_refit_if_unchanged(
+            patient, _band(assessment), stored.change_count
+        )
+        for name, value in fields.items():
+            setattr(stored, name, value)
     return stored
 
 
@@ -209,7 +263,7 @@ def patients_refresh_summaries(patients: Iterable[Patient]) -> None:
     metrics window moving on), so yesterday's summaries are judged again. Stored trough
     flags never depend on the date: only the troughs the summary reads are judged (as after
     an import that wrote none)."""
-    patients_reassess(patients, troughs=(), refit=False)
+    patients_reassess(patients, troughs=(), refit="no")
 
 
 def patients_mark_for_rejudging() -> None:

@@ -338,10 +338,13 @@ FILE_UPLOAD_HANDLERS = ["monitoring.uploads.LimitedMemoryUploadHandler"]
 # Messages in one POST to the HL7 interface (/hl7/inbound/), refused with 413 before any is
 # stored. They are imported inside the request, one after the other, and gunicorn kills a
 # request at 30 s (a killed request has stored some messages and acknowledged none).
-# Measured (python -m bench.hl7, 2-core machine under load, forecasts on): 0.6 messages/s on
-# SQLite, 0.7 on PostgreSQL, as each message re-judges its patient and refits the forecast;
-# 10 messages take about 17 s. With PK_FORECASTS=0: 32/s and 13/s (docs/data-formats.md A5).
-HL7_MAX_MESSAGES_PER_REQUEST = env_int("HL7_MAX_MESSAGES_PER_REQUEST", 10)
+# The forecast refit is left to a background task (tasks.refit_forecasts), so a message costs
+# its write and re-judge only. Measured (python -m bench.hl7, 2-core machine, forecasts on):
+# 42 and 27 messages/s on SQLite, 32 and 17 on PostgreSQL (two runs, load 2 and 3); 13/s on
+# PostgreSQL under a load of 6 (the same work, measured before with PK_FORECASTS=0). 100
+# messages: 3 to 6 s, under 8 s at 13/s, so a capped request keeps over half the timeout
+# (docs/data-formats.md A5). Was 10 while each message refitted in the request (0.6/s).
+HL7_MAX_MESSAGES_PER_REQUEST = env_int("HL7_MAX_MESSAGES_PER_REQUEST", 100)
 
 # ---------------------------------------------------------------------------------------
 # Security. HTTPS is assumed unless DEBUG is on or the run is a test (the Django test client

@@ -41,7 +41,7 @@ from django.utils import timezone
 from .. import config, rules, validation
 from ..log_filters import database_refusal
 from ..models import Assay, LabTest, LevelStatus, Patient, Source
-from ..services import patients_reassess
+from ..services import Refit, patients_reassess
 from .kinds import (
     CREATED,
     UPDATED,
@@ -516,6 +516,7 @@ def _import_one(
     thresholds: rules.Thresholds,
     user,
     judge: Context | None = None,
+    refit: Refit = "background",
 ) -> MessageResult:
     """Import one message; with ``judge`` (a validate-only context shared by the file's
     messages) only judge it, writing nothing."""
@@ -563,7 +564,7 @@ def _import_one(
     # insert; the constraint refuses ours. Tried again, the message finds the result stored
     # ("unchanged") and is acknowledged AA, as a re-sent message is.
     for _attempt in range(MAX_ATTEMPTS):
-        ctx = Context(thresholds=thresholds, user=user, source=Source.HL7)
+        ctx = Context(thresholds=thresholds, user=user, source=Source.HL7, refit=refit)
         counts, errors, error_code, conflict = _store(observations, ctx)
         if not (errors and conflict):
             break
@@ -611,7 +612,7 @@ def _store(observations: list[_Observation], ctx: Context) -> tuple[Counter, lis
                 + counts[f"labs_{CREATED}"]
                 + counts[f"labs_{UPDATED}"]
             ):
-                patients_reassess(Patient.objects.filter(pk__in=ctx.affected))
+                patients_reassess(Patient.objects.filter(pk__in=ctx.affected), refit=ctx.refit)
     except _Rollback:
         counts = Counter()
     return counts, errors, error_code, conflict
@@ -655,19 +656,23 @@ def _judge(
 
 
 def import_hl7_messages(
-    text: str, *, user=None, validate_only: bool = False
+    text: str, *, user=None, validate_only: bool = False, refit: Refit = "background"
 ) -> list[MessageResult]:
     """Import every ORU^R01 message of ``text``; one transaction and one result per message.
 
     ``validate_only`` (the web import's preview): every message judged against the database
     by reads only, with no transaction open, each message seeing what the accepted ones
-    before it would have stored; the results are those the import would give."""
+    before it would have stored; the results are those the import would give.
+
+    ``refit``: every caller is an interface or an import (the endpoint, files, the
+    command), so the forecasts of the patients written are refitted by a background task,
+    not inside the message (``services.patients_reassess``)."""
     thresholds = config.load_thresholds()
     judge = None
     if validate_only:
         judge = Context(thresholds=thresholds, user=user, source=Source.HL7, validate_only=True)
     return [
-        _import_one(index, segments, thresholds, user, judge)
+        _import_one(index, segments, thresholds, user, judge, refit)
         for index, segments in enumerate(split_messages(text), start=1)
     ]
 

@@ -67,6 +67,8 @@ class Context:
     # the database, so the verdicts are those of a real import.
     validate_only: bool = False
     unsaved: dict[tuple, list] = field(default_factory=dict)
+    # When the forecasts of the patients written are refitted (services.patients_reassess).
+    refit: str = "now"
 
     def patient(self, mrn: str) -> Patient:
         if mrn not in self.patients:

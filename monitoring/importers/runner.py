@@ -13,7 +13,7 @@ from django.db import DatabaseError, transaction
 from .. import config
 from ..log_filters import database_refusal
 from ..models import Patient, Source
-from ..services import patients_reassess
+from ..services import Refit, patients_reassess
 from .csv_reader import Problem, read_table
 from .kinds import CREATED, ERROR, IMPORTERS, UNCHANGED, UPDATED, Context, RowErrors
 from .levels import ChangedMeanwhile
@@ -78,12 +78,14 @@ def run_csv_import(
     source: str = Source.CSV,
     progress: Progress | None = None,
     before_commit: BeforeCommit | None = None,
+    refit: Refit = "now",
 ) -> ImportReport:
     """Judge and (unless ``dry_run``) write a CSV file of ``kind``; all rows or none.
 
     ``before_commit(report)`` runs inside the write transaction once every row is accepted,
     so a caller's own bookkeeping (a background job marking itself done) commits, or rolls
-    back, together with the rows."""
+    back, together with the rows. ``refit``: when the forecasts of the patients written are
+    fitted again ("background" for jobs and commands: see ``services.patients_reassess``)."""
     importer_class = IMPORTERS[kind]
     report = ImportReport(kind=kind, dry_run=dry_run)
     table = read_table(
@@ -106,9 +108,9 @@ def run_csv_import(
     )
     importer = importer_class(ctx)
     if importer.judges_first:
-        _judge_then_write(importer, table.rows, report, dry_run, progress, before_commit)
+        _judge_then_write(importer, table.rows, report, dry_run, progress, before_commit, refit)
     else:
-        _judge_and_write(importer, table.rows, report, dry_run, progress, before_commit)
+        _judge_and_write(importer, table.rows, report, dry_run, progress, before_commit, refit)
     if progress:
         progress(len(table.rows), len(table.rows))
     return report
@@ -140,7 +142,7 @@ def _judge_rows(importer, rows, report: ImportReport, progress, savepoints: bool
         report.rows.append(result)
 
 
-def _write(importer, report: ImportReport, before_commit) -> None:
+def _write(importer, report: ImportReport, before_commit, refit: Refit) -> None:
     """Inside the write transaction: the importer's waiting writes, the touched patients'
     flags and summaries, and the caller's bookkeeping. Raises _Rollback when refused."""
     ctx = importer.ctx
@@ -150,6 +152,7 @@ def _write(importer, report: ImportReport, before_commit) -> None:
         patients_reassess(
             Patient.objects.filter(pk__in=ctx.affected),
             troughs=importer.changed_troughs(),
+            refit=refit,
             **importer.reassess_options(),
         )
     except ChangedMeanwhile as exc:
@@ -167,7 +170,7 @@ def _write(importer, report: ImportReport, before_commit) -> None:
         before_commit(report)
 
 
-def _judge_then_write(importer, rows, report, dry_run, progress, before_commit) -> None:
+def _judge_then_write(importer, rows, report, dry_run, progress, before_commit, refit) -> None:
     """Set-based (levels): every row judged with reads only and no transaction held, so a
     dry run (the web preview) locks nothing however large the file; then one short write
     transaction when every row is accepted."""
@@ -177,12 +180,12 @@ def _judge_then_write(importer, rows, report, dry_run, progress, before_commit) 
         return
     try:
         with transaction.atomic():
-            _write(importer, report, before_commit)
+            _write(importer, report, before_commit, refit)
     except _Rollback:
         report.written = False
 
 
-def _judge_and_write(importer, rows, report, dry_run, progress, before_commit) -> None:
+def _judge_and_write(importer, rows, report, dry_run, progress, before_commit, refit) -> None:
     """Row by row (patients, regimens, medications, labs): each row written as it is
     judged, inside one transaction, so later rows see earlier ones; rolled back when any
     row failed or for a dry run."""
@@ -192,6 +195,6 @@ def _judge_and_write(importer, rows, report, dry_run, progress, before_commit) -
             _judge_rows(importer, rows, report, progress, not importer.own_savepoints)
             if report.problems or dry_run:
                 raise _Rollback
-            _write(importer, report, before_commit)
+            _write(importer, report, before_commit, refit)
     except _Rollback:
         report.written = False

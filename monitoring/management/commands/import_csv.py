@@ -25,7 +25,9 @@ class Command(BaseCommand):
             data = file.read_bytes()
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc.strerror}") from exc
-        report = run_csv_import(kind, data, dry_run=dry_run, progress=self._progress(kind))
+        report = run_csv_import(
+            kind, data, dry_run=dry_run, progress=self._progress(kind), refit="background"
+        )
         for warning in report.warnings:
             self.stderr.write(f"warning: {warning}")
         if not report.ok:
