@@ -213,7 +213,7 @@ def test_a_failing_rejudge_records_its_error_and_is_retried_at_most_three_times(
     assert tomorrow.finished_at is not None and tomorrow.error == ""
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_racing_threads_run_the_day_once(refresh_at_two):
     if connection.vendor == "sqlite" and connection.settings_dict["NAME"].startswith("file:"):
         # pytest-django's in-memory SQLite is one shared-cache database, whose table locks
