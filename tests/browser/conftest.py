@@ -54,6 +54,9 @@ def browser(monkeypatch) -> Iterator:
     # Playwright's sync API runs an event loop in this thread while the test's own ORM calls
     # stay synchronous, which Django would otherwise refuse.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # expect() waits as long as the pages' own default (15 s): on the loaded 2-core machine
+    # (CI runs worker processes beside these tests) an htmx swap can outlast its 5 s default.
+    sync_api.expect.set_options(timeout=15_000)
     with sync_api.sync_playwright() as p:
         instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield instance
