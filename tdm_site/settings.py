@@ -254,6 +254,8 @@ DAILY_REFRESH_TIME = env_clock("DAILY_REFRESH_TIME", "02:00")
 # another worker (monitoring.jobs.sweep_stale_jobs). Keep it above the longest write
 # transaction of an import: progress written inside it is not seen until it commits.
 IMPORT_JOB_STALE_SECONDS = env_int("IMPORT_JOB_STALE_SECONDS", 120)
+# How often an open job page asks for the job's state (milliseconds, at least 100).
+IMPORT_JOB_POLL_MS = max(100, env_int("IMPORT_JOB_POLL_MS", 1000))
 
 # ---------------------------------------------------------------------------------------
 # Authentication

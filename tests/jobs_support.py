@@ -238,13 +238,13 @@ class Worker:
 class Server:
     """`manage.py runserver` (DEBUG, no reloader) on 127.0.0.1:``port``."""
 
-    def __init__(self, db: Database, port: int, log: Path):
+    def __init__(self, db: Database, port: int, log: Path, **env: str):
         self.url = f"http://127.0.0.1:{port}"
         self.log = log.open("ab")
         self.proc = subprocess.Popen(
             [PYTHON, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
             cwd=ROOT,
-            env=db.env(),
+            env=db.env(**env),
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

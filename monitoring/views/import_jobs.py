@@ -12,6 +12,7 @@ the patients it touched: each response then records the job and every patient sh
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -75,6 +76,7 @@ def import_job(request: HttpRequest, pk: int) -> HttpResponse:
         "job": job,
         "kind_label": KIND_LABELS.get(job.kind, job.kind),
         "progress": job_progress(job),
+        "poll_ms": settings.IMPORT_JOB_POLL_MS,
         "patients": patients,
         "more_patients": max(0, len(result.get("patients", [])) - len(patients)),
         "troughs": troughs,
