@@ -243,7 +243,7 @@ def test_a_running_job_polls_and_reloads_without_javascript(data_entry_client, r
     assert "5000 of 20000 rows" in html
     assert "500 rows/s" in html
     assert "about 30 s left" in html
-    assert f'hx-get="{url}" hx-trigger="every 1s"' in html
+    assert f'hx-get="{url}" hx-trigger="every 1000ms"' in html
     assert '<noscript><meta http-equiv="refresh" content="2"></noscript>' in html
     assert 'role="status" aria-live="polite"' in html
     assert "<script>" not in html and "style=" not in html
