@@ -152,7 +152,10 @@ def test_steady_state_dose_equals_60_repeated_doses(text, amount, ii, fractions,
     steady = [{"ID": 1, "TIME": 59 * ii, "EVID": 1, "AMT": amount, "II": ii, "SS": 1, "WT": 70}]
     by_repeating = pk.predict(model, subject(repeated + observed, model), eta)
     by_steady_state = pk.predict(model, subject(steady + observed, model), eta)
-    np.testing.assert_allclose(by_steady_state, by_repeating, rtol=1e-8, atol=1e-12)
+    # rtol 1e-7: just after a dose (fraction ~1e-11) a transit model's value is a difference of
+    # nearly equal exponentials, and sixty summed doses round differently from the closed form
+    # there (seen: 1.2e-8); a wrong steady state is off by far more than that.
+    np.testing.assert_allclose(by_steady_state, by_repeating, rtol=1e-7, atol=1e-12)
 
 
 @FAST
