@@ -199,7 +199,8 @@ def assess_patient(
         lab for lab in records.labs if lab.status == RecordStatus.ACTIVE and lab.collected_at <= now
     ]
     targets = [(a.effective_from, target_from_assignment(a)) for a in records.targets]
-    regimen_pairs = [(r.effective_at, r) for r in regimens]
+    target_line = rules.Timeline(targets)
+    regimen_line = rules.Timeline((r.effective_at, r) for r in regimens)
 
     events = drug_events(drugs, as_of)
     change_times = regimen_change_times(regimens) + [local_midnight(e.on) for e in events]
@@ -211,11 +212,11 @@ def assess_patient(
     assessed = []
     in_view = [lv for lv in records.levels if lv.collected_at <= now]
     for level in sorted(in_view, key=lambda lv: (lv.collected_at, lv.pk or 0)):
-        target = rules.effective_at(targets, level.collected_at) or (
+        target = target_line.at(level.collected_at) or (
             # Before the first assignment the earliest one applies; without any, the default.
             targets[0][1] if targets else default_target
         )
-        regimen = rules.effective_at(regimen_pairs, level.collected_at)
+        regimen = regimen_line.at(level.collected_at)
         if regimen is not None and regimen.daily_dose_mg == 0:
             nominal = None  # tacrolimus stopped: there is no dosing interval to time against
         else:
@@ -240,8 +241,8 @@ def assess_patient(
 
     counted = [a for a in assessed if a.level.counts_for_flags]
     latest = counted[-1] if counted else None
-    current_regimen = rules.effective_at(regimen_pairs, now)
-    current_target = rules.effective_at(targets, now) or (
+    current_regimen = regimen_line.at(now)
+    current_target = target_line.at(now) or (
         targets[0][1] if targets else default_target
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from bisect import bisect_right
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -294,15 +295,26 @@ def range_verdict(value_ng_ml: Decimal, comparator: str, low: Decimal, high: Dec
 
 
 def effective_at(items: Sequence[tuple[datetime, object]], moment: datetime) -> object | None:
-    """The payload of the last (start, payload) pair whose start is at or before ``moment``.
-    Used for the target and the regimen in force at a sample's collection time."""
-    current = None
-    for start, payload in sorted(items, key=lambda pair: pair[0]):
-        if start <= moment:
-            current = payload
-        else:
-            break
-    return current
+    """The payload of the last (start, payload) pair whose start is at or before ``moment``
+    (of pairs starting together, the last given). Used for the target and the regimen in
+    force at a sample's collection time."""
+    return Timeline(items).at(moment)
+
+
+class Timeline:
+    """(start, payload) pairs sorted once, for ``effective_at`` at many moments: judging
+    thousands of samples against one patient's regimens sorted the regimens per sample."""
+
+    __slots__ = ("_payloads", "_starts")
+
+    def __init__(self, items: Iterable[tuple[datetime, object]]) -> None:
+        pairs = sorted(items, key=lambda pair: pair[0])  # stable: ties keep their order
+        self._starts = [start for start, _ in pairs]
+        self._payloads = [payload for _, payload in pairs]
+
+    def at(self, moment: datetime) -> object | None:
+        index = bisect_right(self._starts, moment)
+        return self._payloads[index - 1] if index else None
 
 
 # --- §3 sample timing ----------------------------------------------------------------------

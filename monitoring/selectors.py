@@ -34,6 +34,13 @@ from .models import (
 
 
 def _group(queryset: QuerySet, ids: list[int]) -> dict[int, list]:
+    query = queryset.query
+    if not query.order_by and query.default_ordering:
+        # The models order by "patient" first, which sorts by the patients' MRNs through a
+        # join: grouped per patient that costs a join and a sort of every row for nothing.
+        # By the key instead, each patient's records keep their order.
+        keys = queryset.model._meta.ordering
+        queryset = queryset.order_by(*("patient_id" if key == "patient" else key for key in keys))
     grouped: dict[int, list] = defaultdict(list)
     for row in queryset.filter(patient_id__in=ids):
         grouped[row.patient_id].append(row)

@@ -1,9 +1,11 @@
 """§2 Target range: inclusive band, censored results, target in force at a moment."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from monitoring import rules
 
@@ -110,3 +112,27 @@ def test_target_effective_at_collection_time(moment, expected):
 
 def test_effective_at_empty():
     assert rules.effective_at([], _t(1)) is None
+
+
+def _in_force_by_scan(items, moment):
+    """The plain reading of the rule: walk the pairs by start, keep the last one begun."""
+    current = None
+    for start, payload in sorted(items, key=lambda pair: pair[0]):
+        if start <= moment:
+            current = payload
+    return current
+
+
+@given(
+    starts=st.lists(st.integers(min_value=0, max_value=40), max_size=12),
+    moment=st.integers(min_value=-2, max_value=42),
+)
+def test_timeline_agrees_with_a_scan_ties_included(starts, moment):
+    # Days from a fixed instant, many of them equal: of pairs starting together, the last
+    # given is in force, as a stable sort and a scan leave it.
+    origin = datetime(2025, 1, 1, 8, tzinfo=UTC)
+    items = [(origin + timedelta(days=d), f"#{i}") for i, d in enumerate(starts)]
+    at = origin + timedelta(days=moment)
+    line = rules.Timeline(items)
+    assert line.at(at) == _in_force_by_scan(items, at)
+    assert line.at(at + timedelta(hours=12)) == _in_force_by_scan(items, at + timedelta(hours=12))
