@@ -98,6 +98,7 @@ def patients_reassess(
     patients = list(patients)
     thresholds = config.load_thresholds()
     as_of = timezone.localdate()
+    new_ids = {level.pk for level in new_levels}
     selection: dict = {
         "level_fields": [*LEVEL_RULE_INPUTS, *COMPUTED_LEVEL_FIELDS],
         "rule_labs_until": end_of_day(as_of),
@@ -114,9 +115,10 @@ def patients_reassess(
         results = patients_assess(whole, as_of=as_of, thresholds=thresholds, **selection)
         window_start = end_of_day(as_of) - timedelta(days=thresholds.metrics_window_days)
         latest = {p.latest_level_id for p in partial if p.latest_level_id is not None}
-        selection.update(levels_since=window_start, level_pks={*troughs, *latest})
+        # The new troughs come with the call (``new_levels``): only stored ones are read.
+        stored = {*troughs, *latest} - new_ids
+        selection.update(levels_since=window_start, level_pks=stored)
         results += patients_assess(partial, as_of=as_of, thresholds=thresholds, **selection)
-    new_ids = {level.pk for level in new_levels}
     changed_levels = []
     for result in results:
         for a in result.levels:

@@ -198,6 +198,11 @@ def test_import_queries_do_not_grow_with_rows_or_patients(today):
     six_each, inserted = queries("Q2", patients, 6)
     assert six_each == one_each
     assert inserted == 2  # one statement per table, whatever the rows
+    # More new troughs than one id lookup takes (900): none of them is looked up, since
+    # they come with the call and are not stored yet.
+    many_each, inserted = queries("Q4", patients, 120)
+    assert many_each == one_each
+    assert inserted == 2
     # Fewer patients: the same queries, less one when none of them has its latest trough
     # outside the metrics window (looked up by id, 900 at a time).
     two_patients, _ = queries("Q3", patients[:2], 1)
