@@ -242,9 +242,7 @@ def assess_patient(
     counted = [a for a in assessed if a.level.counts_for_flags]
     latest = counted[-1] if counted else None
     current_regimen = regimen_line.at(now)
-    current_target = target_line.at(now) or (
-        targets[0][1] if targets else default_target
-    )
+    current_target = target_line.at(now) or (targets[0][1] if targets else default_target)
 
     patient = records.patient
     duration = rules.duration_status(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 import statistics
-from bisect import bisect_right
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta

@@ -18,6 +18,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Rank
 from django.utils import timezone
 
+from . import rule_rows
 from .assessment import RULE_LAB_TESTS, PatientRecords
 from .models import (
     AlertAcknowledgement,
@@ -33,7 +34,9 @@ from .models import (
 )
 
 
-def _group(queryset: QuerySet, ids: list[int]) -> dict[int, list]:
+def _group(queryset: QuerySet, ids: list[int], *, as_rows: bool = False) -> dict[int, list]:
+    """The records of these patients by patient, in the model's order; ``as_rows``: as
+    plain rows for the rules (``rule_rows``) instead of model instances."""
     query = queryset.query
     if not query.order_by and query.default_ordering:
         # The models order by "patient" first, which sorts by the patients' MRNs through a
@@ -41,22 +44,11 @@ def _group(queryset: QuerySet, ids: list[int]) -> dict[int, list]:
         # By the key instead, each patient's records keep their order.
         keys = queryset.model._meta.ordering
         queryset = queryset.order_by(*("patient_id" if key == "patient" else key for key in keys))
+    queryset = queryset.filter(patient_id__in=ids)
     grouped: dict[int, list] = defaultdict(list)
-    for row in queryset.filter(patient_id__in=ids):
+    for row in rule_rows.rows(queryset) if as_rows else queryset:
         grouped[row.patient_id].append(row)
     return grouped
-
-
-# What re-judging reads of a trough: the rules' inputs and the stored flags it compares
-# with (services.COMPUTED_LEVEL_FIELDS). Labs: only those the rules read (kidney_baseline).
-LEVEL_RULE_INPUTS = (
-    "patient_id",
-    "collected_at",
-    "last_dose_at",
-    "value_ng_ml",
-    "comparator",
-    "status",
-)
 
 
 # Ids per ``IN (...)`` lookup: under SQLite's historical limit of 999 parameters.
@@ -71,7 +63,7 @@ def in_chunks(items: Sequence, size: int = LOOKUP_CHUNK) -> Iterator[Sequence]:
 def patient_records(
     patients: Iterable[Patient],
     *,
-    level_fields: Sequence[str] = (),
+    for_rules: bool = False,
     levels_since: datetime | None = None,
     level_pks: Collection[int] = (),
     rule_labs_until: datetime | None = None,
@@ -81,36 +73,36 @@ def patient_records(
 
     For re-judging thousands of patients (an import, the daily refresh) the records can be
     narrowed to what the rules read; they are then for the rules, not for display:
-    ``level_fields``: troughs with those fields only (another field would cost a query);
+    ``for_rules``: regimens, troughs, drugs and labs as plain rows (``rule_rows``);
     ``levels_since``: only the troughs collected after it, and those of ``level_pks`` (one
     more query per 900 of them that are older); ``rule_labs_until``: only the labs the
     kidney rules read as of that instant (``rule_labs``); ``extra_levels``: troughs not
     stored yet (an import about to insert them), added to their patients' troughs."""
     patients = list(patients)
     ids = [p.pk for p in patients]
+    rows = for_rules
     targets = _group(TargetAssignment.objects.select_related("profile"), ids)
-    regimens = _group(Regimen.objects.all(), ids)
+    regimens = _group(Regimen.objects.all(), ids, as_rows=rows)
     levels_query = TroughLevel.objects.all()
-    if level_fields:
-        levels_query = levels_query.only(*level_fields)
     if levels_since is None:
-        levels = _group(levels_query, ids)
+        levels = _group(levels_query, ids, as_rows=rows)
     else:
-        levels = _group(levels_query.filter(collected_at__gt=levels_since), ids)
+        levels = _group(levels_query.filter(collected_at__gt=levels_since), ids, as_rows=rows)
         loaded = {level.pk for group in levels.values() for level in group}
         for chunk in in_chunks(sorted(set(level_pks) - loaded)):
-            for level in levels_query.filter(pk__in=chunk):
+            more = levels_query.filter(pk__in=chunk).order_by()
+            for level in rule_rows.rows(more) if rows else more:
                 levels[level.patient_id].append(level)
     wanted = set(ids)
     for level in extra_levels:
         if level.patient_id in wanted:
             levels[level.patient_id].append(level)
-    drugs = _group(ConcomitantDrug.objects.select_related("catalog"), ids)
+    drugs = _group(ConcomitantDrug.objects.select_related("catalog"), ids, as_rows=rows)
     acknowledgements = _group(AlertAcknowledgement.objects.select_related("acknowledged_by"), ids)
     if rule_labs_until is None:
-        labs = _group(LabResult.objects.all(), ids)
+        labs = _group(LabResult.objects.all(), ids, as_rows=rows)
     else:
-        labs = rule_labs(ids, rule_labs_until)
+        labs = rule_labs(ids, rule_labs_until, as_rows=rows)
     return [
         PatientRecords(
             patient=p,
@@ -125,10 +117,11 @@ def patient_records(
     ]
 
 
-def rule_labs(ids: list[int], until: datetime) -> dict[int, list[LabResult]]:
+def rule_labs(ids: list[int], until: datetime, *, as_rows: bool = False) -> dict[int, list]:
     """The labs ``assessment.kidney_baseline`` reads, up to ``until``: creatinine and eGFR
     drawn before tacrolimus first started (the baseline), and the latest creatinine (ties
-    included); not the years of monitoring results in between. Two queries."""
+    included); not the years of monitoring results in between. Two queries; ``as_rows``:
+    as plain rows for the rules (``rule_rows``)."""
     active = (
         LabResult.objects.filter(
             status=RecordStatus.ACTIVE, test__in=RULE_LAB_TESTS, collected_at__lte=until
@@ -143,12 +136,13 @@ def rule_labs(ids: list[int], until: datetime) -> dict[int, list[LabResult]]:
         .order_by("effective_at")
         .values("effective_at")[:1]
     )
-    baseline = _group(active.filter(collected_at__lt=Subquery(first_start)), ids)
+    baseline = _group(active.filter(collected_at__lt=Subquery(first_start)), ids, as_rows=as_rows)
     newest = active.filter(test=LabTest.CREATININE).annotate(
         rank=Window(Rank(), partition_by=F("patient_id"), order_by=F("collected_at").desc())
     )
     loaded = {lab.pk for labs in baseline.values() for lab in labs}
-    for lab in newest.filter(patient_id__in=ids, rank=1):
+    latest = newest.filter(patient_id__in=ids, rank=1)
+    for lab in rule_rows.rows(latest) if as_rows else latest:
         if lab.pk not in loaded:  # the latest creatinine may be a baseline one
             baseline[lab.patient_id].append(lab)
     return baseline

@@ -36,7 +36,7 @@ from .models import (
     Source,
     TroughLevel,
 )
-from .selectors import LEVEL_RULE_INPUTS, patient_record, patient_records
+from .selectors import patient_record, patient_records
 
 COMPUTED_LEVEL_FIELDS = LEVEL_COMPUTED_FIELDS
 
@@ -100,7 +100,7 @@ def patients_reassess(
     as_of = timezone.localdate()
     new_ids = {level.pk for level in new_levels}
     selection: dict = {
-        "level_fields": [*LEVEL_RULE_INPUTS, *COMPUTED_LEVEL_FIELDS],
+        "for_rules": True,
         "rule_labs_until": end_of_day(as_of),
     }
     if new_levels:

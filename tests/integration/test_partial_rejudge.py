@@ -20,7 +20,7 @@ from django.utils import timezone
 from monitoring import selectors, services, synthetic
 from monitoring.assessment import end_of_day, kidney_baseline
 from monitoring.importers import run_csv_import
-from monitoring.models import LabResult, Patient, Regimen, TroughLevel
+from monitoring.models import ConcomitantDrug, LabResult, Patient, Regimen, TroughLevel
 
 pytestmark = pytest.mark.django_db
 
@@ -317,3 +317,40 @@ def test_the_narrow_lab_load_gives_the_kidney_baseline_of_every_lab(first_dose):
     expected = kidney_baseline(patient, regimens, every)
     assert expected[0] is not None and expected[1] is not None
     assert kidney_baseline(patient, regimens, narrow) == expected
+
+
+def test_rule_rows_judge_as_the_model_instances_do(today):
+    """Re-judging reads plain rows (``rule_rows``); the pages read model instances: the
+    verdicts must be the same, record by record."""
+    patients = list(Patient.objects.order_by("mrn"))
+    until = end_of_day(today)
+
+    def verdicts(**selection) -> list:
+        results = services.patients_assess(patients, as_of=today, **selection)
+        return [
+            (
+                r.alerts,
+                r.next_due,
+                r.urgency_band,
+                r.action,
+                r.data_mark,
+                r.metrics,
+                r.dose_suggestion,
+                (r.baseline_creatinine, r.latest_creatinine, r.baseline_egfr),
+                [(e.on, e.kind, e.drug) for e in r.interaction_events],
+                sorted(d.pk for d in r.active_drugs),
+                r.current_regimen.pk if r.current_regimen else None,
+                [
+                    (a.level.pk, a.range, a.timing, a.steady_state, a.target, a.qualifying)
+                    for a in r.levels
+                ],
+            )
+            for r in results
+        ]
+
+    models = verdicts()
+    assert verdicts(for_rules=True) == models
+    assert verdicts(for_rules=True, rule_labs_until=until) == verdicts(rule_labs_until=until)
+    # The seed gives the rules something to read in every kind of record.
+    assert any(v[9] for v in models) and any(v[7][0] is not None for v in models)
+    assert ConcomitantDrug.objects.exclude(catalog__interaction="").exclude(catalog=None).exists()
