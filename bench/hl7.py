@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from bench.run import ROOT, WORK, _database_url, _fresh_database, log
+from bench.run import ROOT, WORK, _database_url, _fresh_database, bench_env, log
 
 
 def batch(mrns: list[str], count: int, day: str) -> str:
@@ -136,21 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         return worker(args)
     for database in args.databases.split(","):
         log(f"[{database}] {args.patients} patients, one POST of {args.messages} messages")
-        env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
-        env.update(  # production settings, as bench.run's workers
-            DATABASE_URL=_database_url(database, args.patients),
-            DJANGO_SETTINGS_MODULE="tdm_site.settings",
-            DEBUG="0",
-            SECRET_KEY="bench-only-" + "x" * 50,
-            ALLOWED_HOSTS="testserver,localhost",
-            SECURE_SSL_REDIRECT="0",
-            SECURE_COOKIES="0",
-            STATIC_MANIFEST="0",
-            LOG_LEVEL="ERROR",
-            PYTHONPATH=str(ROOT),
-            # The rate is measured, not the cap it sets: one POST carries every message.
-            HL7_MAX_MESSAGES_PER_REQUEST=str(args.messages),
-        )
+        env = bench_env(_database_url(database, args.patients))  # production settings
+        # The rate is measured, not the cap it sets: one POST carries every message.
+        env["HL7_MAX_MESSAGES_PER_REQUEST"] = str(args.messages)
         command = [sys.executable, "-m", "bench.hl7", "--worker", "--database", database]
         command += ["--patients", str(args.patients), "--messages", str(args.messages)]
         command += ["--drain"] if args.drain else []

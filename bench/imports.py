@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.run import ROOT, WORK, YEARS, _import_file, log
+from bench.run import ROOT, WORK, YEARS, _import_file, bench_env, log
 
 POSTGRES_URL = os.environ.get(
     "BENCH_IMPORT_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/tdm_bench_import"
@@ -74,20 +74,6 @@ def _copy(template: str, target: str) -> None:
         conn.execute(f"CREATE DATABASE {name} TEMPLATE {source}")
 
 
-def _env(url: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
-    env.update(
-        DATABASE_URL=url,
-        DJANGO_SETTINGS_MODULE="tdm_site.settings",
-        DEBUG="0",
-        SECRET_KEY="bench-only-" + "x" * 50,
-        ALLOWED_HOSTS="testserver,localhost",
-        LOG_LEVEL="ERROR",
-        PYTHONPATH=str(ROOT),
-    )
-    return env
-
-
 def _seed(database: str, template: str, patients: int) -> None:
     if template.startswith("sqlite:"):
         path = Path(template.removeprefix("sqlite:///"))
@@ -101,7 +87,7 @@ def _seed(database: str, template: str, patients: int) -> None:
             conn.execute(f"CREATE DATABASE {name}")
     log(f"[{database}] seeding {patients} patients into the template (once)")
     manage = [sys.executable, "manage.py"]
-    env = _env(template)
+    env = bench_env(template)
     subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     subprocess.run(
         [*manage, "seed_synthetic", f"--patients={patients}", f"--years={YEARS:g}"]
@@ -137,7 +123,7 @@ def measure(database: str, patients: int, rows: int, preview_rows: int, profile:
     ]
     if profile:
         command.append("--profile")
-    subprocess.run(command, cwd=ROOT, env=_env(url), check=True)
+    subprocess.run(command, cwd=ROOT, env=bench_env(url), check=True)
     result = json.loads(result_path.read_text())
     result["database"] = database
     result["patients"] = patients
@@ -151,7 +137,7 @@ def worker(args: argparse.Namespace) -> int:
     from django.db import connection
     from django.utils import timezone
 
-    from bench.run import _profiled
+    from bench.run import timed_levels_import
     from monitoring.importers import runner
     from monitoring.models import Patient, TroughLevel
 
@@ -176,25 +162,9 @@ def worker(args: argparse.Namespace) -> int:
         }
         log(f"  preview of {args.preview_rows} rows ({len(data) / 1e6:.1f} MB): {seconds:.1f} s")
     data = _import_file(args.rows, mrns, today)
-    flag_seconds: list[float] = []
-    original = runner.patients_reassess
-
-    def timed_reassess(patients, **options):
-        began = time.perf_counter()
-        try:
-            return original(patients, **options)
-        finally:
-            flag_seconds.append(time.perf_counter() - began)
-
-    runner.patients_reassess = timed_reassess
-    try:
-        started = time.perf_counter()
-        report = _profiled(
-            args.profile, f"import-{connection.vendor}", runner.run_csv_import, "levels", data
-        )
-        seconds = time.perf_counter() - started
-    finally:
-        runner.patients_reassess = original
+    report, seconds, flag_seconds = timed_levels_import(
+        data, args.profile, f"import-{connection.vendor}"
+    )
     flagged = TroughLevel.objects.filter(accession__startswith="IMP-").exclude(range_flag="")
     result["import"] = {
         "rows": args.rows,
@@ -202,13 +172,13 @@ def worker(args: argparse.Namespace) -> int:
         "levels_per_s": args.rows / seconds,
         "ok": report.ok,
         "summary": report.summary(),
-        "flag_seconds": sum(flag_seconds),
+        "flag_seconds": flag_seconds,
         "flagged": flagged.count(),
     }
     result["load"].append(os.getloadavg()[0])
     log(
         f"  import {args.rows} rows: {report.summary()}: {seconds:.1f} s = "
-        f"{args.rows / seconds:,.0f} levels/s (re-judge {sum(flag_seconds):.1f} s; "
+        f"{args.rows / seconds:,.0f} levels/s (re-judge {flag_seconds:.1f} s; "
         f"{result['import']['flagged']} flagged)"
     )
     Path(args.result).write_text(json.dumps(result, indent=2))

@@ -101,6 +101,26 @@ def _database_url(database: str, size: int) -> str:
     raise SystemExit(f"unknown database {database!r} (sqlite or postgres)")
 
 
+def bench_env(url: str) -> dict[str, str]:
+    """The environment of a measuring subprocess: production settings (DEBUG off) on the
+    database at ``url``, without the TLS redirect, secure cookies and static manifest that
+    need a proxy or ``collectstatic``."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
+    env.update(
+        DATABASE_URL=url,
+        DJANGO_SETTINGS_MODULE="tdm_site.settings",
+        DEBUG="0",
+        SECRET_KEY="bench-only-" + "x" * 50,
+        ALLOWED_HOSTS="testserver,localhost",
+        SECURE_SSL_REDIRECT="0",
+        SECURE_COOKIES="0",
+        STATIC_MANIFEST="0",
+        LOG_LEVEL="ERROR",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
 def _fresh_database(database: str, url: str) -> None:
     if database == "sqlite":
         path = Path(url.removeprefix("sqlite:///"))
@@ -209,6 +229,32 @@ def _profiled(enabled: bool, name: str, func, *args, **kwargs):
     return result
 
 
+def timed_levels_import(data: bytes, profile: bool, name: str) -> tuple[object, float, float]:
+    """Run ``run_csv_import("levels", data)`` as the upload does, profiled as ``name`` when
+    ``profile``; return (report, seconds, seconds spent in ``patients_reassess``), the
+    flag computation timed on its own. Needs Django set up."""
+    from monitoring.importers import runner
+
+    reassess_seconds: list[float] = []
+    original = runner.patients_reassess
+
+    def timed_reassess(patients, **options):
+        began = time.perf_counter()
+        try:
+            return original(patients, **options)
+        finally:
+            reassess_seconds.append(time.perf_counter() - began)
+
+    runner.patients_reassess = timed_reassess
+    try:
+        started = time.perf_counter()
+        report = _profiled(profile, name, runner.run_csv_import, "levels", data)
+        seconds = time.perf_counter() - started
+    finally:
+        runner.patients_reassess = original
+    return report, seconds, sum(reassess_seconds)
+
+
 def _import_file(rows: int, mrns: list[str], today: dt.date) -> bytes:
     """New troughs for existing patients: one per patient per day going back from
     yesterday, each with an accession the seed never uses."""
@@ -251,7 +297,6 @@ def worker(args: argparse.Namespace) -> int:
     from django.utils import timezone
 
     from monitoring import exports, synthetic
-    from monitoring.importers import runner
     from monitoring.models import Patient, TroughLevel
     from monitoring.services import patients_reassess
 
@@ -429,38 +474,22 @@ def worker(args: argparse.Namespace) -> int:
         path = WORK / f"levels-import-{args.import_rows}.csv"
         path.write_bytes(data)
         log(f"{tag} import {args.import_rows} levels ({len(data) / 1e6:.1f} MB, {path})")
-        flag_seconds = []
-        original = runner.patients_reassess
-
-        def timed_reassess(patients, **options):
-            began = time.perf_counter()
-            try:
-                return original(patients, **options)
-            finally:
-                flag_seconds.append(time.perf_counter() - began)
-
-        runner.patients_reassess = timed_reassess
-        try:
-            started = time.perf_counter()
-            report = _profiled(
-                args.profile, f"{database}-{size}-import", runner.run_csv_import, "levels", data
-            )
-            seconds = time.perf_counter() - started
-        finally:
-            runner.patients_reassess = original
+        report, seconds, flag_seconds = timed_levels_import(
+            data, args.profile, f"{database}-{size}-import"
+        )
         result["import"] = {
             "rows": args.import_rows,
             "seconds": seconds,
             "levels_per_s": args.import_rows / seconds,
             "ok": report.ok,
             "summary": report.summary(),
-            "flag_seconds": sum(flag_seconds),
+            "flag_seconds": flag_seconds,
         }
         if not report.ok:
             result["notes"].append(f"import failed: {[str(p) for p in report.problems[:3]]}")
         log(
             f"{tag}   {report.summary()}: {seconds:.1f} s, "
-            f"{args.import_rows / seconds:.0f} levels/s (flags {sum(flag_seconds):.1f} s)"
+            f"{args.import_rows / seconds:.0f} levels/s (flags {flag_seconds:.1f} s)"
         )
 
     # Export: every level, streamed to a file; timed, then the peak under tracemalloc.
@@ -506,19 +535,7 @@ def _run_worker(
     WORK.mkdir(parents=True, exist_ok=True)
     result_path = WORK / f"result-{database}-{size}.json"
     result_path.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
-    env.update(
-        DATABASE_URL=_database_url(database, size),
-        DJANGO_SETTINGS_MODULE="tdm_site.settings",
-        DEBUG="0",
-        SECRET_KEY="bench-only-" + "x" * 50,
-        ALLOWED_HOSTS="testserver,localhost",
-        SECURE_SSL_REDIRECT="0",
-        SECURE_COOKIES="0",
-        STATIC_MANIFEST="0",
-        LOG_LEVEL="ERROR",
-        PYTHONPATH=str(ROOT),
-    )
+    env = bench_env(_database_url(database, size))
     command = [
         sys.executable,
         "-m",

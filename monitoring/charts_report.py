@@ -1,8 +1,9 @@
 """The trough chart of the printed report: a fixed size, readable in black and white.
 
-Split from ``charts`` (the on-screen figure), whose helpers and encodings it shares: the
-same marker shapes per range verdict, the same hollow markers for timing or steady-state
-problems, the same dose steps, so a chart on paper reads like the one on screen.
+It shares the on-screen figure's (``charts``) helpers and encodings, from
+``charts_encoding``: the same marker shapes per range verdict, the same hollow markers for
+timing or steady-state problems, the same dose steps, so a chart on paper reads like the
+one on screen.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from datetime import datetime, timedelta
 import plotly.graph_objects as go
 
 from .assessment import PatientAssessment
-from .charts import (
+from .charts_encoding import (
     HOLLOW_LEGEND,
     RANGE_ORDER,
     RANGE_SHAPE,
     Overlays,
     _check_unit,
     _dose,
-    _go_scatter,
     _in_unit,
     _marker_label,
     _num,
@@ -42,6 +42,12 @@ REPORT_INK = "#000000"
 REPORT_GREY = "#6b6b6b"
 REPORT_BAND_FILL = "#e3e3e3"
 REPORT_BAND_HATCH = "#9a9a9a"
+
+
+def _go_scatter(**spec) -> go.Scatter:
+    """A trace object built without plotly's per-property validation (``report_figure``);
+    tests validate every finished figure against plotly's schema."""
+    return go.Scatter(_validate=False, **spec)
 
 
 def report_figure(

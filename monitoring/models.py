@@ -8,8 +8,6 @@ fast; they are never edited by hand.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import datetime, time
 from decimal import Decimal
 
@@ -651,83 +649,6 @@ class LabResult(ClinicalRecord):
         return f"{self.get_test_display()} {self.value} {self.unit}"
 
 
-class AccessLog(models.Model):
-    """Who opened which patient's page, report or history, and when (monitoring.audit).
-
-    Rows are only ever added; the user's name is kept as text too, so the trail survives a
-    renamed or removed account. A search is a row of its own, without a patient, whose
-    ``detail`` holds what was searched for (it was a look whether or not it found anyone)."""
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    username = models.CharField(max_length=150)
-    patient = models.ForeignKey(
-        Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    view_name = models.CharField(max_length=40, help_text="What was opened: patient, report…")
-    detail = models.CharField(
-        max_length=200, blank=True, help_text="The search or filters of a list or export"
-    )
-    path = models.CharField(max_length=200, blank=True)
-    at = models.DateTimeField(default=timezone.now)
-    ip = models.GenericIPAddressField("IP address", null=True, blank=True)
-
-    class Meta:
-        ordering = ["-at", "-id"]
-        indexes = [
-            models.Index(fields=["-at"], name="accesslog_at"),
-            models.Index(fields=["patient", "-at"], name="accesslog_patient_at"),
-        ]
-
-    def __str__(self) -> str:
-        if self.patient_id is None:
-            return f"{self.username} ran {self.view_name} ({self.detail}) at {self.at}"
-        return f"{self.username} opened {self.view_name} of patient {self.patient_id} at {self.at}"
-
-
-class InterfaceToken(TextGuard, models.Model):
-    """A bearer token for one interface engine posting HL7 to ``hl7/inbound/``.
-
-    Only the SHA-256 of the token is stored: the admin shows the token once, at creation.
-    To rotate, create a new token and deactivate the old one."""
-
-    name = models.CharField(max_length=80, unique=True, help_text="e.g. the lab's LIS feed")
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    @staticmethod
-    def hash_token(token: str) -> str:
-        return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-    @classmethod
-    def issue(cls, name: str) -> tuple[InterfaceToken, str]:
-        """A new active token: (the saved row, the plain token to hand over once)."""
-        token = secrets.token_urlsafe(32)
-        return cls.objects.create(name=name, token_hash=cls.hash_token(token)), token
-
-    def set_new_token(self) -> str:
-        token = secrets.token_urlsafe(32)
-        self.token_hash = self.hash_token(token)
-        return token
-
-    @classmethod
-    def authenticate(cls, token: str) -> InterfaceToken | None:
-        """The active interface owning this token, or None. Looked up by hash, so the
-        comparison leaks nothing about the token through timing."""
-        if not token:
-            return None
-        return cls.objects.filter(token_hash=cls.hash_token(token), active=True).first()
-
-
 class ReportSignoff(TextGuard, models.Model):
     """The clinician's interpretation of a patient's printed TDM report, and who signed it
     off when. One per patient: signing off again replaces the text and the
@@ -751,72 +672,6 @@ class ReportSignoff(TextGuard, models.Model):
 
     def __str__(self) -> str:
         return f"Sign-off of patient {self.patient_id} at {self.reviewed_at}"
-
-
-class ForecastMethod(models.TextChoices):
-    MAP = "map", "Model (MAP-Bayesian, the patient's troughs)"
-    POPULATION = "population", "Model (population only: no usable trough)"
-    PROPORTIONAL = "proportional", "Proportional rule"
-    NONE = "none", "None"
-
-
-class PatientForecast(models.Model):
-    """The stored model-informed forecast of a patient, refitted when a trough, a dose, a
-    covariate or the model changes (never on a page view of a fresh fit). Numbers are
-    floats: they are model estimates, not clinical records, and carry no history."""
-
-    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="forecast")
-    stale = models.BooleanField(default=True, help_text="Records changed since the fit.")
-    # Counts the marks: a background refit stores its fit only if no change was marked
-    # while it was fitting (one that was keeps the row stale for its own refit task).
-    change_count = models.PositiveIntegerField(default=0)
-    fitted_at = models.DateTimeField(null=True, blank=True)
-    method = models.CharField(max_length=12, choices=ForecastMethod.choices, default="none")
-    model_id = models.CharField(max_length=40, blank=True)
-    message = models.CharField(max_length=300, blank=True)
-    formulation = models.CharField(max_length=3, blank=True)
-    daily_dose_mg = models.FloatField(null=True, blank=True)
-    doses_per_day = models.PositiveSmallIntegerField(null=True, blank=True)
-    n_troughs_used = models.PositiveIntegerField(default=0)
-    eta = models.JSONField(default=list, blank=True)
-    covariance = models.JSONField(default=list, blank=True)
-    ofv = models.FloatField(null=True, blank=True)
-    cl_individual = models.FloatField(null=True, blank=True)
-    cl_typical = models.FloatField(null=True, blank=True)
-    predicted_trough = models.FloatField(null=True, blank=True)
-    predicted_p10 = models.FloatField(null=True, blank=True)
-    predicted_p90 = models.FloatField(null=True, blank=True)
-    p_in_range = models.FloatField(null=True, blank=True)
-    target_low = models.FloatField(null=True, blank=True)
-    target_high = models.FloatField(null=True, blank=True)
-    suggested_daily_dose_mg = models.FloatField(null=True, blank=True)
-    options = models.JSONField(default=list, blank=True)  # candidate doses
-    covariates_defaulted = models.JSONField(default=list, blank=True)
-    notes = models.JSONField(default=list, blank=True)  # how the records were read
-    residuals = models.JSONField(default=dict, blank=True)  # level id -> [ipred, iwres]
-    curve = models.JSONField(default=dict, blank=True)  # predicted troughs over time, 80 % band
-
-    class Meta:
-        indexes = [models.Index(fields=["stale"])]
-
-    def __str__(self) -> str:
-        return f"Forecast of patient {self.patient_id} ({self.method})"
-
-
-class ForecastCheckRun(models.Model):
-    """The result of ``manage.py forecast_check``: how well each method predicted each
-    trough from the earlier ones (no patient data: counts and percentages only)."""
-
-    run_at = models.DateTimeField(auto_now_add=True)
-    patients = models.PositiveIntegerField()
-    seconds = models.FloatField()
-    rows = models.JSONField(default=list)  # scope, method, n, median errors, within ±20 %
-
-    class Meta:
-        ordering = ["-run_at"]
-
-    def __str__(self) -> str:
-        return f"Forecast check of {self.run_at:%Y-%m-%d %H:%M} ({self.patients} patients)"
 
 
 class AlertAcknowledgement(TextGuard, models.Model):
@@ -844,7 +699,11 @@ class AlertAcknowledgement(TextGuard, models.Model):
         return f"{self.code} reviewed for patient {self.patient_id} at {self.acknowledged_at}"
 
 
-# Background work (import jobs, the daily re-judge's claims) lives in modules of its own, to
-# keep this one about clinical records (and under its size limit); imported so Django finds it.
+# Modules of their own, to keep this one about clinical records (and under its size limit);
+# imported so Django finds their models and ``from .models import ...`` keeps working:
+# access (the read trail, interface tokens), forecasts (stored fits and checks) and
+# background work (import jobs, the daily re-judge's claims).
+from .models_access import AccessLog, InterfaceToken  # noqa: E402, F401
+from .models_forecast import ForecastCheckRun, ForecastMethod, PatientForecast  # noqa: E402, F401
 from .models_jobs import ImportJob, JobStatus  # noqa: E402, F401
 from .models_schedule import DailyRun  # noqa: E402, F401

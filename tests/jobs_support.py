@@ -28,6 +28,8 @@ SUITE_DATABASE = (
     "postgres" if os.environ.get("DATABASE_URL", "").startswith(("postgres", "pgsql")) else "sqlite"
 )
 
+FINISHED = ("succeeded", "failed")
+
 JOB_QUERY = (
     "SELECT status, rows_done, rows_total, attempts, heartbeat_at FROM monitoring_importjob "
     "WHERE id = ?"
@@ -290,3 +292,20 @@ def wait_for(predicate, timeout: float, interval: float = 0.02, what: str = "con
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_job(
+    db: Database, job: int, statuses: tuple[str, ...], *, timeout: float, what: str
+) -> None:
+    """Wait until the job's status, read as another connection sees it, is one of
+    ``statuses``."""
+    wait_for(lambda: db.job(job)[0] in statuses, timeout=timeout, what=what)
+
+
+def run_job_to_end(
+    db: Database, job: int, log: Path, *, timeout: float, what: str, **env: str
+) -> None:
+    """Start a worker on ``db`` (``env`` added to its settings), wait until the job has
+    succeeded or failed, and stop the worker."""
+    with worker(db, log, **env):
+        wait_job(db, job, FINISHED, timeout=timeout, what=what)

@@ -45,10 +45,9 @@ from ..middleware import FLUSH_EACH_CHUNK
 from ..models import Patient, RecordStatus, ReportSignoff
 from ..review import added_since, person
 from . import worklist as worklist_views
-from .patient import (
-    DEFAULT_WINDOW_MONTHS,
+from .patient import DEFAULT_WINDOW_MONTHS, PageState
+from .patient_display import (
     RANGE_LABEL,
-    PageState,
     _band,
     _dose,
     _evidence_label,

@@ -20,20 +20,6 @@ REFIT_TASK = "monitoring.tasks.refit_forecasts"
 DATABASE_QUEUE = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 
-@pytest.fixture
-def fits(monkeypatch):
-    """Counts the PK fits (the real fit runs)."""
-    calls = []
-    real = forecasting.pk.fit
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(forecasting.pk, "fit", counted)
-    return calls
-
-
 def hl7_trough(mrn: str, accession: str, value: str = "4.1") -> str:
     """An ORU^R01 with one tacrolimus trough collected yesterday morning."""
     when = stamp(1).replace("-", "").replace("T", "").replace(":", "") + "00"

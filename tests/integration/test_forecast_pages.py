@@ -24,19 +24,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.forecast]
 HX = {"HX-Request": "true"}
 
 
-@pytest.fixture
-def fits(monkeypatch):
-    calls = []
-    real = forecasting.pk.fit
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(forecasting.pk, "fit", counted)
-    return calls
-
-
 def page(client, patient, **extra):
     response = client.get(reverse("monitoring:patient", args=[patient.pk]), **extra)
     assert response.status_code == 200

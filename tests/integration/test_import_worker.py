@@ -21,7 +21,9 @@ from tests.jobs_support import (
     make_sqlite,
     pg_available,
     queue_import,
+    run_job_to_end,
     wait_for,
+    wait_job,
     worker,
 )
 
@@ -98,7 +100,7 @@ def test_a_killed_worker_leaves_the_job_to_the_next_worker(database, tmp_path):
 
     # The first worker: killed without warning while it imports.
     with worker(database, tmp_path / "first.log") as first:
-        wait_for(lambda: database.job(job)[0] == "running", timeout=60, what="the claim")
+        wait_job(database, job, ("running",), timeout=60, what="the claim")
         time.sleep(0.3)
         first.kill()
     status, _, _, attempts, _ = database.job(job)
@@ -106,14 +108,15 @@ def test_a_killed_worker_leaves_the_job_to_the_next_worker(database, tmp_path):
     assert troughs(database) == (0, 0)  # all or nothing: its transaction died with it
 
     # The second worker's sweep finds the job silent, queues it again and runs it.
-    with worker(
-        database, tmp_path / "second.log", IMPORT_JOB_STALE_SECONDS="1", WORKER_DUTY_INTERVAL="0.5"
-    ):
-        wait_for(
-            lambda: database.job(job)[0] in ("succeeded", "failed"),
-            timeout=120,
-            what="the second attempt",
-        )
+    run_job_to_end(
+        database,
+        job,
+        tmp_path / "second.log",
+        timeout=120,
+        what="the second attempt",
+        IMPORT_JOB_STALE_SECONDS="1",
+        WORKER_DUTY_INTERVAL="0.5",
+    )
 
     status, done, rows_total, attempts, _ = database.job(job)
     assert (status, done, rows_total, attempts) == ("succeeded", total, total, 2)
@@ -127,14 +130,15 @@ def test_a_long_import_is_not_taken_over_while_its_worker_lives(database, tmp_pa
     total = KILL_PATIENTS * KILL_EACH
     job = queue_import(database, tmp_path, *levels_files(KILL_PATIENTS, KILL_EACH))
 
-    with worker(
-        database, tmp_path / "worker.log", IMPORT_JOB_STALE_SECONDS="1", WORKER_DUTY_INTERVAL="0.2"
-    ):
-        wait_for(
-            lambda: database.job(job)[0] in ("succeeded", "failed"),
-            timeout=180,
-            what="the job to finish",
-        )
+    run_job_to_end(
+        database,
+        job,
+        tmp_path / "worker.log",
+        timeout=180,
+        what="the job to finish",
+        IMPORT_JOB_STALE_SECONDS="1",
+        WORKER_DUTY_INTERVAL="0.2",
+    )
 
     status, done, rows_total, attempts, _ = database.job(job)
     assert (status, done, rows_total, attempts) == ("succeeded", total, total, 1)
