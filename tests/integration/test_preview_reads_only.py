@@ -304,3 +304,27 @@ def test_a_preview_does_not_wait_for_another_session_writing_the_same_patient(st
     else:
         pytest.skip("SQLite and PostgreSQL only")
     assert preview == expected
+
+
+def test_a_first_patients_file_previews_as_it_imports():
+    """Nothing stored yet: every patient new, some of them twice."""
+    kind, text = FILES["patients, one MRN repeated"]
+    data = text.encode()
+    preview, sql, inside = watched_preview(kind, data)
+    assert preview.ok and not [s for s in sql if s.lstrip().upper().startswith(WRITE_SQL)]
+    assert preview == rolled_back_import(kind, data)
+    assert actions(run_csv_import(kind, data)) == actions(preview)
+
+
+def test_a_large_preview_reports_its_progress_outside_any_transaction(stored):
+    rows = "".join(f"PV-{i},Doe,Jane,1990-01-01,F,,,,\n" for i in range(2100))
+    seen = []
+    report = run_csv_import(
+        "patients",
+        (PATIENTS_HEADER + rows).encode(),
+        dry_run=True,
+        progress=lambda done, total: seen.append((done, total, connection.in_atomic_block)),
+    )
+    assert report.ok and report.counts["created"] == 2100
+    assert seen == [(1000, 2100, False), (2000, 2100, False), (2100, 2100, False)]
+    assert not Patient.objects.filter(mrn__startswith="PV-").exists()
