@@ -312,6 +312,7 @@ def test_a_first_patients_file_previews_as_it_imports():
     data = text.encode()
     preview, sql, inside = watched_preview(kind, data)
     assert preview.ok and not [s for s in sql if s.lstrip().upper().startswith(WRITE_SQL)]
+    assert inside == []
     assert preview == rolled_back_import(kind, data)
     assert actions(run_csv_import(kind, data)) == actions(preview)
 
