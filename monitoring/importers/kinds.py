@@ -1,7 +1,9 @@
 """One importer per CSV kind. Each validates a row through ``monitoring.validation`` and writes
-it; the runner wraps the whole file in one transaction and rolls it back when any row failed
-or the run is a dry run, so later rows see earlier ones (a correction that follows its
-original in the same file works) and nothing is left behind on error.
+it; the runner wraps the whole file in one transaction and rolls it back when any row failed,
+so later rows see earlier ones (a correction that follows its original in the same file
+works) and nothing is left behind on error. A dry run (the web preview) writes nothing and
+opens no transaction: its rows are judged by reads only (``Context.validate_only``), each
+meeting what the earlier rows would have written.
 
 Levels are the bulk of every file (a lab's history runs to hundreds of thousands of rows), so
 ``LevelImporter`` in bulk mode (a CSV file) is set-based: every row is judged first, reading
@@ -16,9 +18,10 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from decimal import Context as DecimalContext
 
-from django.db import transaction
+from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from .. import rules, validation
@@ -61,10 +64,11 @@ class Context:
     # Bulk mode (CSV files): new levels wait for one batched insert in ``finish``. HL7
     # messages carry a handful of results each and keep the row-by-row path.
     bulk: bool = False
-    # Validate-only (the HL7 preview; levels and labs only): rows are judged by reads alone,
-    # with no transaction, so a preview holds no lock. What a row would have written is kept
-    # in ``unsaved`` (per model and patient) and later rows meet it as they would meet it in
-    # the database, so the verdicts are those of a real import.
+    # Validate-only (the previews: HL7, and CSV files of every kind but levels, whose bulk
+    # mode judges by reads anyway): rows are judged by reads alone, with no transaction, so
+    # a preview holds no lock. What a row would have written is kept in ``unsaved`` (per
+    # model and patient) and later rows meet it as they would meet it in the database, so
+    # the verdicts are those of a real import.
     validate_only: bool = False
     unsaved: dict[tuple, list] = field(default_factory=dict)
     # When the forecasts of the patients written are refitted (services.patients_reassess).
@@ -116,7 +120,7 @@ def _save_changes(record, values: dict, ctx: Context) -> str:
     if record.pk is None and not (ctx.validate_only and _kept(record, ctx)):
         _fill_new(record, values, ctx)
         if ctx.validate_only:
-            _keep_unsaved(record, ctx)
+            _keep_unsaved(record, ctx, values)
         else:
             record.save()
         return CREATED
@@ -126,7 +130,7 @@ def _save_changes(record, values: dict, ctx: Context) -> str:
     for key, value in changed.items():
         setattr(record, key, value)
     if ctx.validate_only:
-        _keep_unsaved(record, ctx)
+        _keep_unsaved(record, ctx, changed)
         return UPDATED
     if ctx.user is not None and getattr(ctx.user, "pk", None):
         record._history_user = ctx.user
@@ -134,15 +138,43 @@ def _save_changes(record, values: dict, ctx: Context) -> str:
     return UPDATED
 
 
+def _unsaved_key(record) -> tuple:
+    """Where ``ctx.unsaved`` keeps a record: by model and patient (a patient by its own pk,
+    None while new)."""
+    owner = record.pk if isinstance(record, Patient) else record.patient_id
+    return (type(record), owner)
+
+
 def _kept(record, ctx: Context) -> bool:
     """Validate-only: a new record an earlier row "created" (it has no pk, yet exists)."""
-    kept = ctx.unsaved.get((type(record), record.patient_id), ())
+    kept = ctx.unsaved.get(_unsaved_key(record), ())
     return any(other is record for other in kept)
 
 
-def _keep_unsaved(record, ctx: Context) -> None:
+def _keep_unsaved(record, ctx: Context, written: dict) -> None:
+    _as_read_back(record, written)
     if not _kept(record, ctx):
-        ctx.unsaved.setdefault((type(record), record.patient_id), []).append(record)
+        ctx.unsaved.setdefault(_unsaved_key(record), []).append(record)
+
+
+def _as_read_back(record, written: dict) -> None:
+    """Validate-only: the fields a row writes, as a later row would read them back from the
+    database. A decimal with more places than its column's is rounded on the way (so the
+    same value in the next row is "updated" in an import): PostgreSQL rounds half away from
+    zero; SQLite stores a float, which Django's converter rounds half to even."""
+    database = connections[router.db_for_write(type(record), instance=record)]
+    for name in written:
+        model_field = record._meta.get_field(name)
+        value = getattr(record, model_field.attname)
+        if not isinstance(model_field, models.DecimalField) or not isinstance(value, Decimal):
+            continue
+        places = Decimal(1).scaleb(-model_field.decimal_places)
+        if database.vendor == "sqlite":
+            stored = DecimalContext(prec=15).create_decimal_from_float(float(value))
+            value = stored.quantize(places, context=model_field.context)
+        else:
+            value = value.quantize(places, rounding=ROUND_HALF_UP)
+        setattr(record, model_field.attname, value)
 
 
 def _writing(ctx: Context):
@@ -244,6 +276,8 @@ class PatientImporter(Importer):
     def __init__(self, ctx: Context):
         super().__init__(ctx)
         self.profiles = {p.code.lower(): p for p in TargetProfile.objects.all()}
+        # Validate-only: mrn → profile pk of the patient's first target (None: no target).
+        self._first_profiles: dict[str, int | None] = {}
 
     def import_row(self, row):
         c = Collector()
@@ -284,7 +318,9 @@ class PatientImporter(Importer):
                 )
             )
         c.check()
-        patient = Patient.objects.filter(mrn=mrn).first() or Patient(mrn=mrn)
+        # Validate-only: a patient an earlier row created or changed is met as it left it.
+        earlier = self.ctx.patients.get(mrn) if self.ctx.validate_only else None
+        patient = earlier or Patient.objects.filter(mrn=mrn).first() or Patient(mrn=mrn)
         patient.initial_target_profile = profile  # a new patient's first target (Patient.save)
         action = _save_changes(patient, values, self.ctx)
         self.ctx.patients[mrn] = patient
@@ -296,6 +332,8 @@ class PatientImporter(Importer):
 
     def _set_base_target(self, patient: Patient, profile: TargetProfile) -> bool:
         """The file's profile is the patient's first target; later phases are added by staff."""
+        if self.ctx.validate_only:
+            return self._plan_base_target(patient, profile)
         first = patient.targets.order_by("effective_from").first()
         if first is None:
             start = timezone.make_aware(datetime.combine(patient.birth_date, time.min))
@@ -306,6 +344,20 @@ class PatientImporter(Importer):
             first.save()
             return True
         return False
+
+    def _plan_base_target(self, patient: Patient, profile: TargetProfile) -> bool:
+        """``_set_base_target`` by reads only: the first target's profile of each patient of
+        the file is remembered as the rows leave it."""
+        if patient.mrn not in self._first_profiles:
+            if patient.pk is None:
+                # A new patient is saved with the row's profile as its first target.
+                self._first_profiles[patient.mrn] = profile.pk
+            else:
+                first = patient.targets.order_by("effective_from").first()
+                self._first_profiles[patient.mrn] = first.profile_id if first else None
+        changed = self._first_profiles[patient.mrn] != profile.pk
+        self._first_profiles[patient.mrn] = profile.pk
+        return changed
 
 
 class RegimenImporter(Importer):
@@ -334,9 +386,15 @@ class RegimenImporter(Importer):
         if "dose_times" in row and values["frequency"]:
             values["dose_times"] = c(validation.dose_times, row["dose_times"], values["frequency"])
         c.check()
-        regimen = Regimen.objects.filter(
-            patient=patient, effective_at=effective_at, status=RecordStatus.ACTIVE
-        ).first() or Regimen(patient=patient, effective_at=effective_at)
+        regimen = _lookup(
+            self.ctx,
+            Regimen,
+            patient,
+            lambda r: (r.effective_at, r.status) == (effective_at, RecordStatus.ACTIVE),
+            lambda: Regimen.objects.filter(
+                patient=patient, effective_at=effective_at, status=RecordStatus.ACTIVE
+            ).first(),
+        ) or Regimen(patient=patient, effective_at=effective_at)
         if "dose_times" not in values and regimen.dose_times:
             c(validation.dose_times, regimen.dose_times, values["frequency"])
             c.check()
@@ -683,15 +741,36 @@ class MedicationImporter(Importer):
         if started and stopped and stopped < started:
             c.errors.append(rules.RuleError("stopped_on", stopped, "is before started_on"))
         c.check()
-        drug = ConcomitantDrug.objects.filter(
-            patient=patient,
-            name__iexact=name,
-            started_on=started,
-            status=RecordStatus.ACTIVE,
-        ).first() or ConcomitantDrug(patient=patient, started_on=started)
+        drug = _lookup(
+            self.ctx,
+            ConcomitantDrug,
+            patient,
+            lambda r: (
+                _same_name(r.name, name)
+                and (r.started_on, r.status) == (started, RecordStatus.ACTIVE)
+            ),
+            lambda: ConcomitantDrug.objects.filter(
+                patient=patient,
+                name__iexact=name,
+                started_on=started,
+                status=RecordStatus.ACTIVE,
+            ).first(),
+        ) or ConcomitantDrug(patient=patient, started_on=started)
         values = {"name": name, "stopped_on": stopped, "catalog": match_drug(name, self.catalog)}
         self.ctx.affected.add(patient.pk)
         return _save_changes(drug, values, self.ctx), patient.mrn
+
+
+def _same_name(stored: str, name: str) -> bool:
+    """``name__iexact`` said of two texts (validate-only): SQLite's LIKE ignores the case
+    of ASCII letters only; PostgreSQL compares UPPER() of both."""
+    if connections[router.db_for_read(ConcomitantDrug)].vendor == "sqlite":
+        return _ascii_lower(stored) == _ascii_lower(name)
+    return stored.upper() == name.upper()
+
+
+def _ascii_lower(text: str) -> str:
+    return "".join(c.lower() if c.isascii() else c for c in text)
 
 
 class LabImporter(Importer):

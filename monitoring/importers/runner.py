@@ -1,5 +1,6 @@
 """Run an import: read, validate and write every row in one transaction, then keep or roll
-back. Used by ``import_csv`` and the web upload, so both report the same problems."""
+back; a dry run (the web preview) judges every row by reads only, with no transaction. Used
+by ``import_csv`` and the web upload, so both report the same problems."""
 
 from __future__ import annotations
 
@@ -109,6 +110,9 @@ def run_csv_import(
     importer = importer_class(ctx)
     if importer.judges_first:
         _judge_then_write(importer, table.rows, report, dry_run, progress, before_commit, refit)
+    elif dry_run:
+        ctx.validate_only = True
+        _judge_only(importer, table.rows, report, progress)
     else:
         _judge_and_write(importer, table.rows, report, dry_run, progress, before_commit, refit)
     if progress:
@@ -185,10 +189,20 @@ def _judge_then_write(importer, rows, report, dry_run, progress, before_commit, 
         report.written = False
 
 
+def _judge_only(importer, rows, report: ImportReport, progress) -> None:
+    """A dry run of a row-by-row kind (patients, regimens, medications, labs): every row
+    judged by reads only (``ctx.validate_only``), no transaction, no savepoint, so the web
+    preview locks nothing (on SQLite a transaction takes the write lock at BEGIN; on
+    PostgreSQL a write takes row and unique-index locks). Each row meets what the earlier
+    rows would have written, so the report is the import's."""
+    importer.prepare([row for _line, row in rows])
+    _judge_rows(importer, rows, report, progress, savepoints=False)
+
+
 def _judge_and_write(importer, rows, report, dry_run, progress, before_commit, refit) -> None:
     """Row by row (patients, regimens, medications, labs): each row written as it is
     judged, inside one transaction, so later rows see earlier ones; rolled back when any
-    row failed or for a dry run."""
+    row failed (a dry run takes ``_judge_only`` instead)."""
     try:
         with transaction.atomic():
             importer.prepare([row for _line, row in rows])
