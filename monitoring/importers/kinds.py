@@ -3,7 +3,8 @@ it; the runner wraps the whole file in one transaction and rolls it back when an
 so later rows see earlier ones (a correction that follows its original in the same file
 works) and nothing is left behind on error. A dry run (the web preview) writes nothing and
 opens no transaction: its rows are judged by reads only (``Context.validate_only``), each
-meeting what the earlier rows would have written.
+meeting what the earlier rows would have written (kept and looked up by importers/unsaved.py,
+which imitates the database for every kind and so lives apart from any one of them).
 
 Levels are the bulk of every file (a lab's history runs to hundreds of thousands of rows), so
 ``LevelImporter`` in bulk mode (a CSV file) is set-based: every row is judged first, reading
@@ -18,10 +19,9 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
-from decimal import ROUND_HALF_UP, Decimal
-from decimal import Context as DecimalContext
+from decimal import Decimal
 
-from django.db import connections, models, router, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from .. import rules, validation
@@ -42,7 +42,7 @@ from ..models import (
     TroughLevel,
 )
 from ..selectors import in_chunks
-from . import levels
+from . import levels, unsaved
 
 CREATED, UPDATED, UNCHANGED, ERROR = "created", "updated", "unchanged", "error"
 
@@ -67,8 +67,8 @@ class Context:
     # Validate-only (the previews: HL7, and CSV files of every kind but levels, whose bulk
     # mode judges by reads anyway): rows are judged by reads alone, with no transaction, so
     # a preview holds no lock. What a row would have written is kept in ``unsaved`` (per
-    # model and patient) and later rows meet it as they would meet it in the database, so
-    # the verdicts are those of a real import.
+    # model and patient; importers/unsaved.py) and later rows meet it as they would meet it
+    # in the database, so the verdicts are those of a real import.
     validate_only: bool = False
     unsaved: dict[tuple, list] = field(default_factory=dict)
     # When the forecasts of the patients written are refitted (services.patients_reassess).
@@ -117,10 +117,10 @@ def _fill_new(record, values: dict, ctx: Context) -> None:
 def _save_changes(record, values: dict, ctx: Context) -> str:
     """Create, update or leave a record, and say which (validate-only: say it, keep the
     record in ``ctx.unsaved``, write nothing)."""
-    if record.pk is None and not (ctx.validate_only and _kept(record, ctx)):
+    if record.pk is None and not (ctx.validate_only and unsaved.kept(record, ctx)):
         _fill_new(record, values, ctx)
         if ctx.validate_only:
-            _keep_unsaved(record, ctx, values)
+            unsaved.keep(record, ctx, values)
         else:
             record.save()
         return CREATED
@@ -130,7 +130,7 @@ def _save_changes(record, values: dict, ctx: Context) -> str:
     for key, value in changed.items():
         setattr(record, key, value)
     if ctx.validate_only:
-        _keep_unsaved(record, ctx, changed)
+        unsaved.keep(record, ctx, changed)
         return UPDATED
     if ctx.user is not None and getattr(ctx.user, "pk", None):
         record._history_user = ctx.user
@@ -138,61 +138,10 @@ def _save_changes(record, values: dict, ctx: Context) -> str:
     return UPDATED
 
 
-def _unsaved_key(record) -> tuple:
-    """Where ``ctx.unsaved`` keeps a record: by model and patient (a patient by its own pk,
-    None while new)."""
-    owner = record.pk if isinstance(record, Patient) else record.patient_id
-    return (type(record), owner)
-
-
-def _kept(record, ctx: Context) -> bool:
-    """Validate-only: a new record an earlier row "created" (it has no pk, yet exists)."""
-    kept = ctx.unsaved.get(_unsaved_key(record), ())
-    return any(other is record for other in kept)
-
-
-def _keep_unsaved(record, ctx: Context, written: dict) -> None:
-    _as_read_back(record, written)
-    if not _kept(record, ctx):
-        ctx.unsaved.setdefault(_unsaved_key(record), []).append(record)
-
-
-def _as_read_back(record, written: dict) -> None:
-    """Validate-only: the fields a row writes, as a later row would read them back from the
-    database. A decimal with more places than its column's is rounded on the way (so the
-    same value in the next row is "updated" in an import): PostgreSQL rounds half away from
-    zero; SQLite stores a float, which Django's converter rounds half to even."""
-    database = connections[router.db_for_write(type(record), instance=record)]
-    for name in written:
-        model_field = record._meta.get_field(name)
-        value = getattr(record, model_field.attname)
-        if not isinstance(model_field, models.DecimalField) or not isinstance(value, Decimal):
-            continue
-        places = Decimal(1).scaleb(-model_field.decimal_places)
-        if database.vendor == "sqlite":
-            stored = DecimalContext(prec=15).create_decimal_from_float(float(value))
-            value = stored.quantize(places, context=model_field.context)
-        else:
-            value = value.quantize(places, rounding=ROUND_HALF_UP)
-        setattr(record, model_field.attname, value)
-
-
 def _writing(ctx: Context):
     """A savepoint around a row's write; none in validate-only mode, which writes nothing
     (and on SQLite, whose transactions begin IMMEDIATE, would take the write lock)."""
     return nullcontext() if ctx.validate_only else transaction.atomic()
-
-
-def _lookup(ctx: Context, model, patient, matches, query):
-    """The record a row meets: in validate-only mode first among the unsaved ones (new, or
-    stored and changed by an earlier row: a lookup never matches on a field a row changes,
-    so the stored copy and the changed one match alike), else ``query()``'s result."""
-    if not ctx.validate_only:
-        return query()
-    for record in ctx.unsaved.get((model, patient.pk), []):
-        if matches(record):
-            return record
-    return query()
 
 
 def _save_new(model, records: Sequence, ctx: Context) -> None:
@@ -386,7 +335,7 @@ class RegimenImporter(Importer):
         if "dose_times" in row and values["frequency"]:
             values["dose_times"] = c(validation.dose_times, row["dose_times"], values["frequency"])
         c.check()
-        regimen = _lookup(
+        regimen = unsaved.lookup(
             self.ctx,
             Regimen,
             patient,
@@ -673,7 +622,7 @@ class LevelImporter(Importer):
         """The stored result (a model instance row by row; a snapshot in bulk mode, which
         includes the file's earlier new results) a row is about, or None."""
         if not self.ctx.bulk:
-            return _lookup(
+            return unsaved.lookup(
                 self.ctx,
                 TroughLevel,
                 patient,
@@ -741,12 +690,12 @@ class MedicationImporter(Importer):
         if started and stopped and stopped < started:
             c.errors.append(rules.RuleError("stopped_on", stopped, "is before started_on"))
         c.check()
-        drug = _lookup(
+        drug = unsaved.lookup(
             self.ctx,
             ConcomitantDrug,
             patient,
             lambda r: (
-                _same_name(r.name, name)
+                unsaved.same_name(r.name, name)
                 and (r.started_on, r.status) == (started, RecordStatus.ACTIVE)
             ),
             lambda: ConcomitantDrug.objects.filter(
@@ -759,18 +708,6 @@ class MedicationImporter(Importer):
         values = {"name": name, "stopped_on": stopped, "catalog": match_drug(name, self.catalog)}
         self.ctx.affected.add(patient.pk)
         return _save_changes(drug, values, self.ctx), patient.mrn
-
-
-def _same_name(stored: str, name: str) -> bool:
-    """``name__iexact`` said of two texts (validate-only): SQLite's LIKE ignores the case
-    of ASCII letters only; PostgreSQL compares UPPER() of both."""
-    if connections[router.db_for_read(ConcomitantDrug)].vendor == "sqlite":
-        return _ascii_lower(stored) == _ascii_lower(name)
-    return stored.upper() == name.upper()
-
-
-def _ascii_lower(text: str) -> str:
-    return "".join(c.lower() if c.isascii() else c for c in text)
 
 
 class LabImporter(Importer):
@@ -797,7 +734,7 @@ class LabImporter(Importer):
         if value is not None and value > Decimal("100000"):
             c.errors.append(rules.RuleError("value", row.get("value"), "is implausibly large"))
         c.check()
-        lab = _lookup(
+        lab = unsaved.lookup(
             self.ctx,
             LabResult,
             patient,
