@@ -4,12 +4,15 @@ Everything here follows docs/clinical-rules.md. No Django import: values come in
 Decimal / date / aware datetime, verdicts go out as the stable lowercase codes of §9.
 Every threshold is an argument (see ``Thresholds``) so the stored configuration decides,
 not a literal buried in the logic.
+
+The shared vocabulary (the codes of §9, ``RuleError``, ``Thresholds``) is in rules_base.py
+and the metrics of §7 in rules_metrics.py, so that this module stays readable; both are
+re-exported here, and ``rules.X`` is the one name callers use.
 """
 
 from __future__ import annotations
 
 import re
-import statistics
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
@@ -17,68 +20,52 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-# --- stable codes (§9) -------------------------------------------------------------------
-
-BELOW, IN_RANGE, ABOVE, INDETERMINATE = "below", "in_range", "above", "indeterminate"
-VALID, BORDERLINE, MISTIMED, UNKNOWN = "valid", "borderline", "mistimed", "unknown"
-
-TROUGH_BELOW_RANGE = "trough_below_range"
-TROUGH_ABOVE_RANGE = "trough_above_range"
-C12H_TIMING_MISSING = "c12h_timing_missing"
-SAMPLE_MISTIMED = "sample_mistimed"
-NOT_STEADY_STATE = "not_steady_state"
-DURATION_UNDER_36_MONTHS = "duration_under_36_months"
-PREMATURE_DISCONTINUATION = "premature_discontinuation"
-INTERACTION_RECHECK = "interaction_recheck"
-CNI_COMBINATION = "cni_combination"
-OVERIMMUNOSUPPRESSION = "overimmunosuppression"
-PRE_EXISTING_CKD = "pre_existing_ckd"
-NEPHROTOXICITY_WATCH = "nephrotoxicity_watch"
-LEVEL_OVERDUE = "level_overdue"
-HIGH_VARIABILITY = "high_variability"
-
-ALERT_CODES = (
-    TROUGH_BELOW_RANGE,
-    TROUGH_ABOVE_RANGE,
+# What other modules hold, re-exported: callers say ``rules.X`` whatever module X lives in.
+from .rules_base import (  # noqa: F401
+    ABOVE,
+    ALERT_CODES,
+    ALERT_SEVERITY,
+    BELOW,
+    BORDERLINE,
     C12H_TIMING_MISSING,
-    SAMPLE_MISTIMED,
-    NOT_STEADY_STATE,
-    DURATION_UNDER_36_MONTHS,
-    PREMATURE_DISCONTINUATION,
-    INTERACTION_RECHECK,
+    CAUTION,
     CNI_COMBINATION,
+    DEFAULT_THRESHOLDS,
+    DESIGN,
+    DURATION_MET,
+    DURATION_UNDER_36_MONTHS,
+    DURATION_UNKNOWN,
+    GUIDELINE,
+    HIGH_VARIABILITY,
+    IN_RANGE,
+    INDETERMINATE,
+    INFORMATION,
+    INTERACTION_RECHECK,
+    LEVEL_OVERDUE,
+    LITERATURE,
+    MISTIMED,
+    NEPHROTOXICITY_WATCH,
+    NOT_STEADY_STATE,
     OVERIMMUNOSUPPRESSION,
     PRE_EXISTING_CKD,
-    NEPHROTOXICITY_WATCH,
-    LEVEL_OVERDUE,
-    HIGH_VARIABILITY,
+    PREMATURE_DISCONTINUATION,
+    SAMPLE_MISTIMED,
+    TROUGH_ABOVE_RANGE,
+    TROUGH_BELOW_RANGE,
+    UNKNOWN,
+    VALID,
+    WARNING,
+    RuleError,
+    Thresholds,
 )
-
-# Severity decides the worklist order: warnings before information.
-WARNING, INFORMATION, CAUTION = "warning", "information", "caution"
-ALERT_SEVERITY = {
-    TROUGH_BELOW_RANGE: WARNING,
-    TROUGH_ABOVE_RANGE: WARNING,
-    C12H_TIMING_MISSING: WARNING,
-    SAMPLE_MISTIMED: WARNING,
-    NOT_STEADY_STATE: INFORMATION,
-    DURATION_UNDER_36_MONTHS: INFORMATION,
-    PREMATURE_DISCONTINUATION: WARNING,
-    INTERACTION_RECHECK: WARNING,
-    CNI_COMBINATION: WARNING,
-    OVERIMMUNOSUPPRESSION: WARNING,
-    PRE_EXISTING_CKD: CAUTION,
-    NEPHROTOXICITY_WATCH: WARNING,
-    LEVEL_OVERDUE: WARNING,
-    HIGH_VARIABILITY: WARNING,
-}
-
-# Duration verdicts (export column duration_flag).
-DURATION_MET = "met"
-DURATION_UNKNOWN = "unknown"
-
-# Evidence tags shown in the UI.
-GUIDELINE, LITERATURE, DESIGN = "G", "L", "D"
+from .rules_metrics import (  # noqa: F401
+    TroughPoint,
+    cd_ratio,
+    cv_percent,
+    dose_suggestion,
+    percent_in_range,
+    time_in_range,
+)
 
 CANONICAL_UNIT = "ng/mL"
 NMOL_UNIT = "nmol/L"
@@ -88,16 +75,6 @@ NG_PER_NMOL = Decimal("0.80402")
 
 _MASS_UNITS = {"ng/ml", "ug/l", "µg/l", "μg/l", "mcg/l"}  # micro sign and Greek mu both seen
 _MOLAR_UNITS = {"nmol/l"}
-
-
-class RuleError(ValueError):
-    """Bad clinical input. ``field`` and ``value`` name what was wrong, for the message."""
-
-    def __init__(self, field: str, value: object, message: str):
-        self.field = field
-        self.value = value
-        self.message = message
-        super().__init__(f"{field}: value '{value}': {message}")
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -135,37 +112,6 @@ def check_text(field: str, text: str, *, multiline: bool = False) -> str:
     if char is not None:
         raise RuleError(field, visible(text), CONTROL_MESSAGE.format(code=f"U+{ord(char):04X}"))
     return text
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Configurable thresholds with the defaults of clinical-rules.md (tag in the comment)."""
-
-    plausibility_ceiling_ng_ml: Decimal = Decimal("100")  # [D]
-    timing_valid_hours: Decimal = Decimal("1")  # [D]
-    timing_borderline_hours: Decimal = Decimal("2")  # [D]
-    max_dose_to_draw_hours: Decimal = Decimal("48")  # [D]
-    steady_state_hours: Decimal = Decimal("72")  # [D]
-    required_months: Decimal = Decimal("36")  # [G]
-    days_per_month: Decimal = Decimal("30.4375")
-    creatinine_rise_percent: Decimal = Decimal("30")  # [D]
-    ckd_egfr: Decimal = Decimal("60")  # [G]
-    max_other_immunosuppressants: int = 2  # [G]
-    interaction_recent_days: int = 14  # [D]
-    metrics_window_days: int = 365  # [D]
-    ttr_max_gap_days: int = 56  # [D]
-    cv_high_percent: Decimal = Decimal("30")  # [L]
-    cv_min_n: int = 3
-    cd_fast_metaboliser: Decimal = Decimal("1.0")  # [L]
-    dose_step_mg: Decimal = Decimal("0.5")
-    overdue_days: int = 90  # [D]
-    post_change_trough_days: int = 14  # [D]
-    off_time_percent_per_hour: Decimal = Decimal("7")  # [L]
-    critical_high_ng_ml: Decimal = Decimal("15")  # [D]
-    critical_low_ng_ml: Decimal = Decimal("2")  # [D]
-
-
-DEFAULT_THRESHOLDS = Thresholds()
 
 
 # --- §1 units and values --------------------------------------------------------------
@@ -658,89 +604,7 @@ def expected_level_change(event: DrugEvent) -> str:
     return "rise" if rises else "fall"
 
 
-# --- §7 metrics ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TroughPoint:
-    """One qualifying trough for the metrics."""
-
-    collected_on: date
-    value_ng_ml: Decimal
-    comparator: str
-    verdict: str
-
-
-def percent_in_range(points: Sequence[TroughPoint]) -> Decimal | None:
-    if not points:
-        return None
-    hits = sum(1 for p in points if p.verdict == IN_RANGE)
-    return Decimal(hits) * 100 / Decimal(len(points))
-
-
-def time_in_range(
-    points: Sequence[TroughPoint],
-    low: Decimal,
-    high: Decimal,
-    *,
-    max_gap_days: int = DEFAULT_THRESHOLDS.ttr_max_gap_days,
-) -> Decimal | None:
-    """Rosendaal: interpolate linearly day by day between consecutive troughs and count the
-    days inside [low, high]; intervals longer than ``max_gap_days`` are left out. A censored
-    ``<x`` enters as x. Days 0..n-1 of each n-day interval are counted, so no day is
-    counted twice."""
-    ordered = sorted(points, key=lambda p: p.collected_on)
-    days_total = 0
-    days_in = 0
-    for first, second in zip(ordered, ordered[1:], strict=False):
-        span = (second.collected_on - first.collected_on).days
-        if span <= 0 or span > max_gap_days:
-            continue
-        for day in range(span):
-            value = first.value_ng_ml + (second.value_ng_ml - first.value_ng_ml) * day / span
-            days_total += 1
-            if low <= value <= high:
-                days_in += 1
-    if days_total == 0:
-        return None
-    return Decimal(days_in) * 100 / Decimal(days_total)
-
-
-def cv_percent(
-    points: Sequence[TroughPoint], *, min_n: int = DEFAULT_THRESHOLDS.cv_min_n
-) -> tuple[Decimal | None, int]:
-    """Intra-patient variability: sample SD / mean over uncensored troughs, with n."""
-    values = [p.value_ng_ml for p in points if not p.comparator]
-    n = len(values)
-    if n < min_n:
-        return None, n
-    mean = statistics.fmean(float(v) for v in values)
-    sd = statistics.stdev(float(v) for v in values)
-    return Decimal(str(sd / mean * 100)), n
-
-
-def cd_ratio(value_ng_ml: Decimal, daily_dose_mg: Decimal | None) -> Decimal | None:
-    if not daily_dose_mg or daily_dose_mg <= 0:
-        return None
-    return value_ng_ml / daily_dose_mg
-
-
-def dose_suggestion(
-    daily_dose_mg: Decimal,
-    low: Decimal,
-    high: Decimal,
-    measured_ng_ml: Decimal,
-    *,
-    step_mg: Decimal = DEFAULT_THRESHOLDS.dose_step_mg,
-) -> Decimal | None:
-    """Proportional dose to reach the target midpoint, rounded to the nearest step.
-    The caller allows it only for a qualifying, uncensored, out-of-range trough."""
-    if daily_dose_mg <= 0 or measured_ng_ml <= 0:
-        return None
-    midpoint = (low + high) / 2
-    raw = daily_dose_mg * midpoint / measured_ng_ml
-    steps = (raw / step_mg).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    return steps * step_mg
+# --- §7 metrics: in rules_metrics.py (percent and time in range, CV, C/D ratio, dose) -----
 
 
 # --- §8 monitoring schedule ------------------------------------------------------------
