@@ -80,29 +80,28 @@ def patient_records(
     stored yet (an import about to insert them), added to their patients' troughs."""
     patients = list(patients)
     ids = [p.pk for p in patients]
-    rows = for_rules
     targets = _group(TargetAssignment.objects.select_related("profile"), ids)
-    regimens = _group(Regimen.objects.all(), ids, as_rows=rows)
+    regimens = _group(Regimen.objects.all(), ids, as_rows=for_rules)
     levels_query = TroughLevel.objects.all()
     if levels_since is None:
-        levels = _group(levels_query, ids, as_rows=rows)
+        levels = _group(levels_query, ids, as_rows=for_rules)
     else:
-        levels = _group(levels_query.filter(collected_at__gt=levels_since), ids, as_rows=rows)
+        levels = _group(levels_query.filter(collected_at__gt=levels_since), ids, as_rows=for_rules)
         loaded = {level.pk for group in levels.values() for level in group}
         for chunk in in_chunks(sorted(set(level_pks) - loaded)):
             more = levels_query.filter(pk__in=chunk).order_by()
-            for level in rule_rows.rows(more) if rows else more:
+            for level in rule_rows.rows(more) if for_rules else more:
                 levels[level.patient_id].append(level)
     wanted = set(ids)
     for level in extra_levels:
         if level.patient_id in wanted:
             levels[level.patient_id].append(level)
-    drugs = _group(ConcomitantDrug.objects.select_related("catalog"), ids, as_rows=rows)
+    drugs = _group(ConcomitantDrug.objects.select_related("catalog"), ids, as_rows=for_rules)
     acknowledgements = _group(AlertAcknowledgement.objects.select_related("acknowledged_by"), ids)
     if rule_labs_until is None:
-        labs = _group(LabResult.objects.all(), ids, as_rows=rows)
+        labs = _group(LabResult.objects.all(), ids, as_rows=for_rules)
     else:
-        labs = rule_labs(ids, rule_labs_until, as_rows=rows)
+        labs = rule_labs(ids, rule_labs_until, as_rows=for_rules)
     return [
         PatientRecords(
             patient=p,
