@@ -357,7 +357,7 @@ def _describe(level: TroughLevel) -> str:
 @vary_on_headers("HX-Request")
 def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_object_or_404(
-        Patient.objects.select_related("report_signoff__reviewed_by"), pk=pk
+        Patient.objects.select_related("report_signoff__reviewed_by", "forecast"), pk=pk
     )
     state = PageState.from_request(request)
     partial = "live" if _fragment_wanted(request) else ""
