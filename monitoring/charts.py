@@ -20,7 +20,10 @@ from decimal import Decimal
 from typing import Any
 
 import plotly.graph_objects as go
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 from plotly.subplots import make_subplots
 
 from . import rules
@@ -630,6 +633,23 @@ def _add_labs(fig: TroughFigure, labs: Sequence[LabResult]) -> bool:
 def figure_json(fig: go.Figure | TroughFigure) -> dict:
     """Plain data for ``{{ figure|json_script:"trough-chart-data" }}``: {"data", "layout"}."""
     return fig.to_plotly_json()
+
+
+# Django's json_script escapes, applied with str.replace: str.translate over the 125 KB figure
+# of a 10-year patient took ~6 ms, the replacements well under one.
+_SCRIPT_ESCAPES = (("&", "\\u0026"), ("<", "\\u003C"), (">", "\\u003E"))
+
+
+def figure_script(figure: dict, element_id: str) -> SafeString:
+    """``{{ figure|json_script:element_id }}``, the same characters, faster."""
+    text = json.dumps(figure, cls=DjangoJSONEncoder)
+    for char, escaped in _SCRIPT_ESCAPES:
+        text = text.replace(char, escaped)
+    return format_html(
+        '<script id="{}" type="application/json">{}</script>',
+        element_id,
+        mark_safe(text),  # noqa: S308 (escaped above, as json_script does)
+    )
 
 
 def chart_summary(assessment: PatientAssessment, *, unit: str = "ng/mL") -> str:

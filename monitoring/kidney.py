@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from . import rules
+from . import datestamps, rules
 from .assessment import PatientAssessment
 from .models import LabResult, LabTest, RecordStatus
 
@@ -34,6 +34,19 @@ class LabRow:
     collected_at: datetime
     computed_egfr: str = ""  # creatinine rows: the eGFR it gives
     egfr_formula: str = ""
+
+    # As the patient page prints the time (``datestamps``: faster than the date filter).
+    @property
+    def collected_iso(self) -> str:
+        return datestamps.iso(self.collected_at)
+
+    @property
+    def collected_minute(self) -> str:
+        return datestamps.minute(self.collected_at)
+
+    @property
+    def collected_day(self) -> str:
+        return datestamps.day(self.collected_at)
 
 
 @dataclass

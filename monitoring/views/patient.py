@@ -220,12 +220,17 @@ def _page_context(
     regimen = assessment.current_regimen
     can_add = request.user.has_perm("monitoring.add_troughlevel")
     forecast = services.patient_forecast(patient, assessment)
-    rows = level_rows(assessment, state.unit, forecast.residuals if forecast else None)
-    shown = rows
-    if not state.all_levels and len(rows) > LEVELS_SHOWN:
-        shown = rows[:LEVELS_SHOWN]
-        if action is not None and all(r.level.pk != action.level.pk for r in shown):
-            shown = rows  # a form open on an older trough: keep its row on the page
+    levels_total = len(assessment.levels)
+    limit = None
+    if not state.all_levels and levels_total > LEVELS_SHOWN:
+        limit = LEVELS_SHOWN
+        newest = assessment.levels[-LEVELS_SHOWN:]
+        if action is not None and all(a.level.pk != action.level.pk for a in newest):
+            limit = None  # a form open on an older trough: keep its row on the page
+    # Only the rows shown are built (the newest 50 of ~500 on a 10-year page).
+    shown = level_rows(
+        assessment, state.unit, forecast.residuals if forecast else None, limit=limit
+    )
     return {
         "patient": patient,
         "state": state,
@@ -263,16 +268,19 @@ def _page_context(
         "post_change_days": thresholds.post_change_trough_days,
         "overdue_days": thresholds.overdue_days,
         "metrics": metrics_view(assessment, state, thresholds),
-        "figure": charts.figure_json(
-            charts.trough_figure(assessment, unit=state.unit, forecast=forecast)
+        "figure_script": charts.figure_script(
+            charts.figure_json(
+                charts.trough_figure(assessment, unit=state.unit, forecast=forecast)
+            ),
+            "trough-figure",
         ),
         "forecast_card": forecast_card(patient, forecast, timezone.localdate(assessment.now)),
         "can_exclude": request.user.has_perm("monitoring.record_clinical_decision"),
         "model_error": model_error,
         "chart_summary": charts.chart_summary(assessment, unit=state.unit),
         "rows": shown,
-        "levels_total": len(rows),
-        "levels_hidden": len(rows) - len(shown),
+        "levels_total": levels_total,
+        "levels_hidden": levels_total - len(shown),
         "levels_limit": LEVELS_SHOWN,
         "all_levels_query": state.query(all_levels=True),
         "newest_levels_query": state.query(all_levels=False),
@@ -357,7 +365,7 @@ def _describe(level: TroughLevel) -> str:
 @vary_on_headers("HX-Request")
 def patient_detail(request: HttpRequest, pk: int) -> HttpResponse:
     patient = get_object_or_404(
-        Patient.objects.select_related("report_signoff__reviewed_by"), pk=pk
+        Patient.objects.select_related("report_signoff__reviewed_by", "forecast"), pk=pk
     )
     state = PageState.from_request(request)
     partial = "live" if _fragment_wanted(request) else ""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
-from .. import charts, rules
+from .. import charts, datestamps, rules
 from ..alert_text import ACK_LABELS, alert_texts
 from ..assessment import LevelAssessment, PatientAssessment
 from ..models import (
@@ -109,15 +109,35 @@ class LevelRow:
     def level(self) -> TroughLevel:
         return self.a.level
 
+    # As the page prints the times (``datestamps``: faster than the date filter).
+    @property
+    def collected_iso(self) -> str:
+        return datestamps.iso(self.a.level.collected_at)
+
+    @property
+    def collected_minute(self) -> str:
+        return datestamps.minute(self.a.level.collected_at)
+
+    @property
+    def last_dose_minute(self) -> str:
+        last_dose = self.a.level.last_dose_at
+        return datestamps.minute(last_dose) if last_dose else ""
+
 
 def level_rows(
-    assessment: PatientAssessment, unit: str, residuals: dict | None = None
+    assessment: PatientAssessment,
+    unit: str,
+    residuals: dict | None = None,
+    *,
+    limit: int | None = None,
 ) -> list[LevelRow]:
-    """Every trough, newest first, entered-in-error ones included (shown struck through);
-    with the stored forecast's ``residuals``, the model's prediction beside each trough."""
+    """Every trough (or the newest ``limit``), newest first, entered-in-error ones included
+    (shown struck through); with the stored forecast's ``residuals``, the model's prediction
+    beside each trough."""
     changes = charts.assay_change_notes(assessment)
     rows = []
-    for a in reversed(assessment.levels):
+    newest_first = assessment.levels[::-1]
+    for a in newest_first if limit is None else newest_first[:limit]:
         level = a.level
         hours = ""
         if a.timing.hours is not None:
@@ -277,6 +297,11 @@ class RegimenRow:
     current: bool
     dose: str
     sampling: str
+
+    @property
+    def effective_minute(self) -> str:
+        """As the page prints it (``datestamps``: faster than the date filter)."""
+        return datestamps.minute(self.regimen.effective_at)
 
 
 def regimen_rows(assessment: PatientAssessment) -> list[RegimenRow]:

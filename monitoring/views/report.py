@@ -504,6 +504,15 @@ def _report_url(patient: Patient, period: Period) -> str:
     return reverse("monitoring:report", args=[patient.pk]) + _period_query(period)
 
 
+def _signoff(patient: Patient) -> ReportSignoff | None:
+    """The sign-off with its reviewer: joined with the patient on the report view (None when
+    there is none), a query otherwise."""
+    relation = Patient._meta.get_field("report_signoff")
+    if relation.is_cached(patient):
+        return relation.get_cached_value(patient)
+    return ReportSignoff.objects.select_related("reviewed_by").filter(patient=patient).first()
+
+
 def _render_report(
     request: HttpRequest,
     patient: Patient,
@@ -514,7 +523,7 @@ def _render_report(
 ) -> HttpResponse:
     thresholds = config.load_thresholds()
     assessment = services.patient_assess(patient, thresholds=thresholds)
-    signoff = ReportSignoff.objects.select_related("reviewed_by").filter(patient=patient).first()
+    signoff = _signoff(patient)
     report = build_report(assessment, period, thresholds, signoff)
     printed_at, printed_by = _printed_line(request)
     can_sign = request.user.has_perm("monitoring.sign_off_report")
@@ -542,7 +551,9 @@ def _render_report(
 @permission_required("monitoring.view_patient", raise_exception=True)
 @logs_access("report")
 def patient_report(request: HttpRequest, pk: int) -> HttpResponse:
-    patient = get_object_or_404(Patient, pk=pk)
+    patient = get_object_or_404(
+        Patient.objects.select_related("report_signoff__reviewed_by", "forecast"), pk=pk
+    )
     return _render_report(request, patient, Period.from_request(request))
 
 

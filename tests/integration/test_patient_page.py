@@ -515,3 +515,21 @@ def test_the_clock_names_another_anchor_when_one_is_set(client, viewer, patient)
 
 def test_head_requests_are_answered(client, viewer, patient):
     assert client.head(page_url(patient)).status_code == 200
+
+
+@pytest.mark.forecast
+def test_the_page_with_a_stored_forecast_takes_at_most_12_queries(
+    client_for, django_assert_max_num_queries
+):
+    # As the bench measures it (docs/performance.md): a superuser (no permission queries),
+    # forecasts on. 12: session, user, patient with its sign-off and stored forecast (one
+    # join), thresholds, targets, regimens, troughs, drugs, alert reviews, labs, the target
+    # profiles of the record form, the access-log row.
+    client = client_for("superuser")
+    patient = make_patient(extra_levels=3)
+    client.get(page_url(patient))  # fits and stores the forecast, moves the session expiry
+    assert patient.forecast is not None
+    with django_assert_max_num_queries(12):
+        response = client.get(page_url(patient))
+    assert response.status_code == 200
+    assert "data-forecast-method=" in response.content.decode()

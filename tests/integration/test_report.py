@@ -483,3 +483,25 @@ def test_the_gzipped_batch_still_sends_its_head_before_any_report(clinician_clie
     seen += b"".join(inflate.decompress(chunk) for chunk in chunks) + inflate.flush()
     assert seen.decode().count('class="report report--') == 3
     assert seen.rstrip().endswith(b"</html>")
+
+
+@pytest.mark.forecast
+@pytest.mark.parametrize(("signed", "most"), [(False, 11), (True, 12)])
+def test_the_report_with_a_stored_forecast_takes_at_most_12_queries(
+    client_for, django_assert_max_num_queries, signed, most
+):
+    # As the bench measures it (docs/performance.md): a superuser, forecasts on. 11: session,
+    # user, patient with its sign-off, the sign-off's reviewer and its stored forecast (one
+    # join), thresholds, targets, regimens, troughs, drugs, alert reviews, labs, the
+    # access-log row; a signed-off report reads the sign-off's versions too.
+    client = client_for("superuser")
+    patient = make_patient()
+    if signed:
+        assert client.post(sign_off_url(patient), {"interpretation": "Stable."}).status_code == 302
+    client.get(report_url(patient))  # fits and stores the forecast
+    with django_assert_max_num_queries(most):
+        response = client.get(report_url(patient))
+    assert response.status_code == 200
+    body = html_of(response)
+    assert 'class="report-forecast"' in body
+    assert ("Stable." in body) is signed

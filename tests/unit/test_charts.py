@@ -647,6 +647,16 @@ def test_figure_json_for_500_levels_is_under_150_kb():
     assert len(json_script(fig, "trough-chart-data").encode()) < 150_000
 
 
+def test_figure_script_is_what_json_script_writes():
+    # The patient page embeds the figure with charts.figure_script (json_script's escapes,
+    # applied faster): the same characters, including the escaped <, > and &.
+    levels = synthetic_levels(60)
+    levels[3].accession = "<b>A&B</b>"
+    fig = figure(assess(levels))
+    fig["layout"]["title"] = {"text": "x < y > z & <script>"}
+    assert charts.figure_script(fig, "trough-figure") == json_script(fig, "trough-figure")
+
+
 def test_figure_json_is_plain_json_with_data_and_layout():
     fig = figure(assess([level("2025-01-10")]))
     assert set(fig) >= {"data", "layout"}
