@@ -137,7 +137,7 @@ def worker(args: argparse.Namespace) -> int:
     from django.db import connection
     from django.utils import timezone
 
-    from bench.run import timed_levels_import
+    from bench.run import import_result, timed_levels_import
     from monitoring.importers import runner
     from monitoring.models import Patient, TroughLevel
 
@@ -167,12 +167,7 @@ def worker(args: argparse.Namespace) -> int:
     )
     flagged = TroughLevel.objects.filter(accession__startswith="IMP-").exclude(range_flag="")
     result["import"] = {
-        "rows": args.rows,
-        "seconds": seconds,
-        "levels_per_s": args.rows / seconds,
-        "ok": report.ok,
-        "summary": report.summary(),
-        "flag_seconds": flag_seconds,
+        **import_result(report, args.rows, seconds, flag_seconds),
         "flagged": flagged.count(),
     }
     result["load"].append(os.getloadavg()[0])

@@ -12,7 +12,6 @@ exports load model instances (``selectors.patient_records`` without ``for_rules`
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 
 from django.db.models import QuerySet
@@ -69,7 +68,6 @@ class LevelRow(RuleRow):
     )
     __slots__ = FIELDS
     counts_for_flags = TroughLevel.counts_for_flags
-    in_error = TroughLevel.in_error
 
 
 class DrugRow(RuleRow):
@@ -110,10 +108,3 @@ def _attach_catalog(drugs: Sequence[DrugRow]) -> None:
     entries = {entry.pk: entry for entry in DrugCatalogEntry.objects.all()} if drugs else {}
     for drug in drugs:
         drug.catalog = entries.get(drug.catalog_id)
-
-
-def grouped(records: Sequence[RuleRow]) -> dict[int, list[RuleRow]]:
-    by_patient: dict[int, list[RuleRow]] = defaultdict(list)
-    for record in records:
-        by_patient[record.patient_id].append(record)
-    return by_patient

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 
 from django.db.models import (
@@ -49,6 +49,16 @@ def _group(queryset: QuerySet, ids: list[int], *, as_rows: bool = False) -> dict
     for row in rule_rows.rows(queryset) if as_rows else queryset:
         grouped[row.patient_id].append(row)
     return grouped
+
+
+def joined_or(instance, relation: str, query: Callable[[], object]):
+    """A one-to-one record loaded with ``instance`` by the view's ``select_related`` (None
+    when there is none), else ``query()``: a page that joins it saves a query, every other
+    caller reads it as before."""
+    field = instance._meta.get_field(relation)
+    if field.is_cached(instance):
+        return field.get_cached_value(instance)
+    return query()
 
 
 # Ids per ``IN (...)`` lookup: under SQLite's historical limit of 999 parameters.

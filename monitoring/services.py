@@ -36,7 +36,7 @@ from .models import (
     Source,
     TroughLevel,
 )
-from .selectors import patient_record, patient_records
+from .selectors import joined_or, patient_record, patient_records
 
 COMPUTED_LEVEL_FIELDS = LEVEL_COMPUTED_FIELDS
 
@@ -213,21 +213,12 @@ def patients_refit_marked(patient_ids: Iterable[int]) -> int:
     return stored
 
 
-def _stored_forecast(patient: Patient) -> PatientForecast | None:
-    """The patient's stored forecast: the one loaded with it where the view joined it
-    (``select_related("forecast")``, None when there is none), a query otherwise."""
-    relation = Patient._meta.get_field("forecast")
-    if relation.is_cached(patient):
-        return relation.get_cached_value(patient)
-    return PatientForecast.objects.filter(patient=patient).first()
-
-
 def patient_forecast(patient: Patient, assessment: PatientAssessment):
     """The stored forecast for a page; fitted now only if missing or stale (a large
     import marked it): once, then stored. None where forecasts are switched off."""
     if not settings.PK_FORECASTS:
         return None
-    stored = _stored_forecast(patient)
+    stored = joined_or(patient, "forecast", PatientForecast.objects.filter(patient=patient).first)
     if stored is None:
         forecasting.patients_refit([patient], {patient.pk: _band(assessment)})
         stored = PatientForecast.objects.get(patient=patient)

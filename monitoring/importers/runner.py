@@ -114,7 +114,7 @@ def run_csv_import(
         ctx.validate_only = True
         _judge_only(importer, table.rows, report, progress)
     else:
-        _judge_and_write(importer, table.rows, report, dry_run, progress, before_commit, refit)
+        _judge_and_write(importer, table.rows, report, progress, before_commit, refit)
     if progress:
         progress(len(table.rows), len(table.rows))
     return report
@@ -199,7 +199,7 @@ def _judge_only(importer, rows, report: ImportReport, progress) -> None:
     _judge_rows(importer, rows, report, progress, savepoints=False)
 
 
-def _judge_and_write(importer, rows, report, dry_run, progress, before_commit, refit) -> None:
+def _judge_and_write(importer, rows, report, progress, before_commit, refit) -> None:
     """Row by row (patients, regimens, medications, labs): each row written as it is
     judged, inside one transaction, so later rows see earlier ones; rolled back when any
     row failed (a dry run takes ``_judge_only`` instead)."""
@@ -207,7 +207,7 @@ def _judge_and_write(importer, rows, report, dry_run, progress, before_commit, r
         with transaction.atomic():
             importer.prepare([row for _line, row in rows])
             _judge_rows(importer, rows, report, progress, not importer.own_savepoints)
-            if report.problems or dry_run:
+            if report.problems:
                 raise _Rollback
             _write(importer, report, before_commit, refit)
     except _Rollback:

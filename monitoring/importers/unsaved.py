@@ -13,7 +13,6 @@ on nothing of theirs: a context is anything with ``validate_only`` and ``unsaved
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
-from decimal import Context as DecimalContext
 from typing import Protocol
 
 from django.db import connections, models, router
@@ -53,19 +52,21 @@ def _as_read_back(record, written: dict) -> None:
     """Validate-only: the fields a row writes, as a later row would read them back from the
     database. A decimal with more places than its column's is rounded on the way (so the
     same value in the next row is "updated" in an import): PostgreSQL rounds half away from
-    zero; SQLite stores a float, which Django's converter rounds half to even."""
+    zero; SQLite stores a float, which Django's own converter for the column reads back."""
     database = connections[router.db_for_write(type(record), instance=record)]
     for name in written:
         model_field = record._meta.get_field(name)
         value = getattr(record, model_field.attname)
         if not isinstance(model_field, models.DecimalField) or not isinstance(value, Decimal):
             continue
-        places = Decimal(1).scaleb(-model_field.decimal_places)
         if database.vendor == "sqlite":
-            stored = DecimalContext(prec=15).create_decimal_from_float(float(value))
-            value = stored.quantize(places, context=model_field.context)
+            column = model_field.get_col(model_field.model._meta.db_table)
+            read_back = database.ops.get_decimalfield_converter(column)
+            value = read_back(float(value), column, database)
         else:
-            value = value.quantize(places, rounding=ROUND_HALF_UP)
+            value = value.quantize(
+                Decimal(1).scaleb(-model_field.decimal_places), rounding=ROUND_HALF_UP
+            )
         setattr(record, model_field.attname, value)
 
 

@@ -44,6 +44,7 @@ from ..kidney import KidneySummary, kidney_summary
 from ..middleware import FLUSH_EACH_CHUNK
 from ..models import Patient, RecordStatus, ReportSignoff
 from ..review import added_since, person
+from ..selectors import joined_or
 from . import worklist as worklist_views
 from .patient import DEFAULT_WINDOW_MONTHS, PageState
 from .patient_display import (
@@ -505,12 +506,9 @@ def _report_url(patient: Patient, period: Period) -> str:
 
 
 def _signoff(patient: Patient) -> ReportSignoff | None:
-    """The sign-off with its reviewer: joined with the patient on the report view (None when
-    there is none), a query otherwise."""
-    relation = Patient._meta.get_field("report_signoff")
-    if relation.is_cached(patient):
-        return relation.get_cached_value(patient)
-    return ReportSignoff.objects.select_related("reviewed_by").filter(patient=patient).first()
+    """The sign-off with its reviewer (joined with the patient on the report view)."""
+    query = ReportSignoff.objects.select_related("reviewed_by").filter(patient=patient)
+    return joined_or(patient, "report_signoff", query.first)
 
 
 def _render_report(
