@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+import functools
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
@@ -12,7 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import config, forecasting, rules, validation
+from . import config, forecasting, rules, split_work, validation
 from .alert_text import ACK_LABELS, action_text
 from .assessment import (
     PatientAssessment,
@@ -68,6 +69,7 @@ def patients_reassess(
     refit: Refit = "now",
     new_levels: Collection = (),
     store_new: Callable[[], None] | None = None,
+    records_committed: bool = False,
 ) -> list[PatientAssessment]:
     """Recompute and store every level's flags and each patient's alert summary. Called
     after any write that can change a verdict (a level, regimen, target, drug or lab).
@@ -94,69 +96,141 @@ def patients_reassess(
     judged with the stored ones, their flags set on them and not written here;
     ``store_new()`` inserts them, inside this function's transaction before the summaries
     (which point at them) are stored. So a large import writes each trough once, with its
-    flags, instead of inserting it, reading it back and updating it."""
+    flags, instead of inserting it, reading it back and updating it.
+
+    ``records_committed``: the caller has written nothing yet that the rules read (an
+    import that only adds troughs, passed as ``new_levels``; the daily refresh). Then
+    thousands of patients are judged half in a helper process on the second core
+    (``split_work``), which reads through its own connection; the result is the same
+    (tests compare the two) and the assessments are not returned (an empty list)."""
     patients = list(patients)
-    thresholds = config.load_thresholds()
-    as_of = timezone.localdate()
-    new_ids = {level.pk for level in new_levels}
-    selection: dict = {
-        "for_rules": True,
-        "rule_labs_until": end_of_day(as_of),
-    }
-    if new_levels:
-        selection["extra_levels"] = new_levels
-    if troughs is None:
-        results = patients_assess(patients, as_of=as_of, thresholds=thresholds, **selection)
+    judging = _Judging(troughs, {level.pk for level in new_levels}, new_levels)
+    if split_work.usable(len(patients), records_committed=records_committed):
+        results = []
+        verdicts = split_work.in_two(judging.verdicts, patients)
     else:
+        results = judging.assessments(patients)
+        verdicts = [judging.verdict(result) for result in results]
+    updates = _apply_verdicts(verdicts, patients, new_levels)
+    with transaction.atomic():
+        if store_new is not None:
+            store_new()
+        _update_rows(TroughLevel, COMPUTED_LEVEL_FIELDS, updates)
+        _update_each(Patient, patients, PATIENT_SUMMARY_FIELDS)
+    if refit != "no":
+        forecasts_after_change(verdicts, patients, background=refit == "background")
+    return results
+
+
+@dataclass(frozen=True, slots=True)
+class PatientVerdict:
+    """What re-judging one patient stores, as plain values (a helper process returns
+    them): the summary fields, the latest trough that counts, the troughs whose flags
+    changed (id, ``COMPUTED_LEVEL_FIELDS`` values) and the current target band."""
+
+    patient_pk: int
+    summary: dict
+    latest_level_pk: int | None
+    levels: list[tuple[int, tuple]]
+    band: tuple[float, float]
+
+
+class _Judging:
+    """One re-judge's choices (which troughs to load, as of when), applied to any subset
+    of the patients: so both halves of a split judge exactly as one process would."""
+
+    def __init__(self, troughs: Collection[int] | None, new_ids: set[int], new_levels) -> None:
+        self.troughs = troughs
+        self.new_ids = new_ids
+        self.thresholds = config.load_thresholds()
+        self.as_of = timezone.localdate()
+        self.selection: dict = {"for_rules": True, "rule_labs_until": end_of_day(self.as_of)}
+        if new_levels:
+            self.selection["extra_levels"] = new_levels
+
+    def assessments(self, patients: list[Patient]) -> list[PatientAssessment]:
+        judge = functools.partial(patients_assess, as_of=self.as_of, thresholds=self.thresholds)
+        if self.troughs is None:
+            return judge(patients, **self.selection)
         # Never judged, or marked after a change of thresholds (patients_mark_for_rejudging):
         # their stored flags are not to be trusted, so they are judged in full.
         whole = [p for p in patients if p.assessed_on is None]
         partial = [p for p in patients if p.assessed_on is not None]
-        results = patients_assess(whole, as_of=as_of, thresholds=thresholds, **selection)
-        window_start = end_of_day(as_of) - timedelta(days=thresholds.metrics_window_days)
+        results = judge(whole, **self.selection)
+        window = self.thresholds.metrics_window_days
+        window_start = end_of_day(self.as_of) - timedelta(days=window)
         latest = {p.latest_level_id for p in partial if p.latest_level_id is not None}
         # The new troughs come with the call (``new_levels``): only stored ones are read.
-        stored = {*troughs, *latest} - new_ids
-        selection.update(levels_since=window_start, level_pks=stored)
-        results += patients_assess(partial, as_of=as_of, thresholds=thresholds, **selection)
-    changed_levels = []
-    for result in results:
+        stored = {*self.troughs, *latest} - self.new_ids
+        return results + judge(
+            partial, levels_since=window_start, level_pks=stored, **self.selection
+        )
+
+    def verdict(self, result: PatientAssessment) -> PatientVerdict:
+        """The verdict of one judged patient; the loaded troughs and the patient take the
+        new values too (the assessments returned show them)."""
+        changed = []
         for a in result.levels:
             level = a.level
-            new = {
-                "target_low": a.target.low,
-                "target_high": a.target.high,
-                "range_flag": a.range,
-                "timing_flag": a.timing.code,
-                "timing_reason": a.timing.reason,
-                "hours_post_dose": (
-                    rules.round_to(a.timing.hours, 3) if a.timing.hours is not None else None
-                ),
-                "steady_state": a.steady_state,
-            }
-            if any(getattr(level, k) != v for k, v in new.items()):
-                for k, v in new.items():
+            hours = a.timing.hours
+            new = (
+                a.target.low,
+                a.target.high,
+                a.range,
+                a.timing.code,
+                a.timing.reason,
+                rules.round_to(hours, 3) if hours is not None else None,
+                a.steady_state,
+            )
+            if any(getattr(level, k) != v for k, v in zip(COMPUTED_LEVEL_FIELDS, new, strict=True)):
+                for k, v in zip(COMPUTED_LEVEL_FIELDS, new, strict=True):
                     setattr(level, k, v)
-                if level.pk not in new_ids:
-                    changed_levels.append(level)
+                changed.append((level.pk, new))
         patient = result.records.patient
-        patient_summary_set(patient, result, as_of)
+        patient_summary_set(patient, result, self.as_of)
         latest = result.latest.level if result.latest else None
         if latest is None or isinstance(latest, TroughLevel):
             patient.latest_level = latest
-        else:  # a trough not stored yet (``new_levels``)
+        else:  # a plain row, or a trough not stored yet (``new_levels``)
             patient.latest_level_id = latest.pk
-    with transaction.atomic():
-        if store_new is not None:
-            store_new()
-        _update_each(TroughLevel, changed_levels, COMPUTED_LEVEL_FIELDS)
-        _update_each(Patient, patients, PATIENT_SUMMARY_FIELDS)
-    if refit != "no":
-        forecasts_after_change(results, background=refit == "background")
-    return results
+        summary = {name: getattr(patient, name) for name in _SUMMARY_VALUES}
+        return PatientVerdict(patient.pk, summary, patient.latest_level_id, changed, _band(result))
+
+    def verdicts(self, patients: Sequence[Patient]) -> list[PatientVerdict]:
+        return [self.verdict(result) for result in self.assessments(list(patients))]
 
 
-def forecasts_after_change(results: list[PatientAssessment], *, background: bool = False) -> None:
+# The summary fields a verdict carries by value (``latest_level`` goes by id).
+_SUMMARY_VALUES = [name for name in PATIENT_SUMMARY_FIELDS if name != "latest_level"]
+
+
+def _apply_verdicts(
+    verdicts: list[PatientVerdict], patients: list[Patient], new_levels: Collection
+) -> list[tuple[int, tuple]]:
+    """Set the verdicts on this process's patients and new troughs (a helper's were set
+    on its own copies); return the (id, values) of the stored troughs to update."""
+    by_pk = {p.pk: p for p in patients}
+    new = {level.pk: level for level in new_levels}
+    updates = []
+    for verdict in verdicts:
+        patient = by_pk[verdict.patient_pk]
+        for name, value in verdict.summary.items():
+            setattr(patient, name, value)
+        if patient.latest_level_id != verdict.latest_level_pk:
+            patient.latest_level_id = verdict.latest_level_pk
+        for pk, values in verdict.levels:
+            level = new.get(pk)
+            if level is None:
+                updates.append((pk, values))
+                continue
+            for k, v in zip(COMPUTED_LEVEL_FIELDS, values, strict=True):
+                setattr(level, k, v)
+    return updates
+
+
+def forecasts_after_change(
+    verdicts: list[PatientVerdict], patients: list[Patient], *, background: bool = False
+) -> None:
     """Refit the forecasts of the patients a write touched, in the same request when they
     are few (a form); mark them stale when many, for the next look at each patient or the
     daily refresh to refit.
@@ -167,22 +241,23 @@ def forecasts_after_change(results: list[PatientAssessment], *, background: bool
     view and the daily refresh as above, not an hour of fits holding a worker. Until then a
     page that shows a patient refits a stale forecast itself (``patient_forecast``), so no
     page shows the old fit as current."""
-    if not settings.PK_FORECASTS or not results:
+    if not settings.PK_FORECASTS or not verdicts:
         return
+    ids = [v.patient_pk for v in verdicts]
     if background:
-        ids = [r.records.patient.pk for r in results]
         forecasting.patients_mark_forecast_stale(ids)
         if len(ids) <= forecasting.SYNCHRONOUS_LIMIT:
             # robust: the records are committed by then; a queue that refuses the task
             # leaves the forecasts stale (refitted on view or daily), not a failed write.
             transaction.on_commit(lambda: _enqueue_refit(ids), robust=True)
         return
-    if len(results) <= forecasting.SYNCHRONOUS_LIMIT:
+    if len(verdicts) <= forecasting.SYNCHRONOUS_LIMIT:
+        by_pk = {p.pk: p for p in patients}
         forecasting.patients_refit(
-            [r.records.patient for r in results], {r.records.patient.pk: _band(r) for r in results}
+            [by_pk[pk] for pk in ids], {v.patient_pk: v.band for v in verdicts}
         )
     else:
-        forecasting.patients_mark_forecast_stale(r.records.patient.pk for r in results)
+        forecasting.patients_mark_forecast_stale(ids)
 
 
 def _band(assessment: PatientAssessment) -> tuple[float, float]:
@@ -265,7 +340,7 @@ def patients_refresh_summaries(patients: Iterable[Patient]) -> None:
     metrics window moving on), so yesterday's summaries are judged again. Stored trough
     flags never depend on the date: only the troughs the summary reads are judged (as after
     an import that wrote none)."""
-    patients_reassess(patients, troughs=(), refit="no")
+    patients_reassess(patients, troughs=(), refit="no", records_committed=True)
 
 
 def patients_mark_for_rejudging() -> None:
@@ -285,7 +360,7 @@ def patients_refresh(today: date, *, full: bool = False) -> tuple[int, int]:
     patients = list(active)
     whole = sum(1 for p in patients if full or p.assessed_on is None)
     if full:
-        patients_reassess(patients)
+        patients_reassess(patients, records_committed=True)
     elif patients:
         patients_refresh_summaries(patients)  # judges the marked ones in full itself
     return whole, len(patients) - whole
@@ -310,13 +385,22 @@ def daily_refresh(today: date, *, full: bool = False) -> RefreshCounts:
 
 
 def _update_each(model, records: list, fields: list[str]) -> None:
-    """Store ``fields`` of every record: one ``UPDATE ... WHERE id = %s`` run with executemany.
+    """Store ``fields`` of every record (``_update_rows``)."""
+    attnames = [model._meta.get_field(name).attname for name in fields]
+    _update_rows(
+        model, fields, [(r.pk, tuple(getattr(r, name) for name in attnames)) for r in records]
+    )
+
+
+def _update_rows(model, fields: list[str], rows: list[tuple[int, tuple]]) -> None:
+    """Store (id, values of ``fields``) rows: one ``UPDATE ... WHERE id = %s`` run with
+    executemany.
 
     Django's ``bulk_update`` writes one CASE per field over the whole batch, which the
     database evaluates for every row of the batch: quadratic, ten seconds for the 2,000
     troughs of one import on SQLite. Computed flags bypass history either way.
     """
-    if not records:
+    if not rows:
         return
     opts = model._meta
     quote = connection.ops.quote_name
@@ -325,9 +409,8 @@ def _update_each(model, records: list, fields: list[str]) -> None:
     # Identifiers from the model's own metadata, quoted; every value is a parameter.
     sql = f"UPDATE {quote(opts.db_table)} SET {assignments} WHERE {quote(opts.pk.column)} = %s"  # noqa: S608
     params = [
-        [column.get_db_prep_save(getattr(record, column.attname), connection) for column in columns]
-        + [record.pk]
-        for record in records
+        [c.get_db_prep_save(v, connection) for c, v in zip(columns, values, strict=True)] + [pk]
+        for pk, values in rows
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)

@@ -256,6 +256,11 @@ DAILY_REFRESH_TIME = env_clock("DAILY_REFRESH_TIME", "02:00")
 IMPORT_JOB_STALE_SECONDS = env_int("IMPORT_JOB_STALE_SECONDS", 120)
 # How often an open job page asks for the job's state (milliseconds, at least 100).
 IMPORT_JOB_POLL_MS = max(100, env_int("IMPORT_JOB_POLL_MS", 1000))
+# Re-judging many patients (a large levels import, the daily re-judge) runs half of them in
+# a forked helper process on a second core (monitoring/split_work.py) from this many patients
+# on; REJUDGE_PROCESSES=1 keeps it in one process.
+REJUDGE_PROCESSES = min(2, max(1, env_int("REJUDGE_PROCESSES", 2)))
+REJUDGE_SPLIT_MIN = max(2, env_int("REJUDGE_SPLIT_MIN", 1000))
 
 # ---------------------------------------------------------------------------------------
 # Authentication

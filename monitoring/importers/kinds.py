@@ -446,6 +446,8 @@ class LevelImporter(Importer):
             self._reassess = {
                 "new_levels": new,
                 "store_new": lambda: _save_new(TroughLevel, new, self.ctx),
+                # Nothing written yet: the new troughs wait for ``store_new``.
+                "records_committed": True,
             }
 
     def _memo(self, func, *args, **kwargs):

@@ -19,6 +19,7 @@ from tests.jobs_support import (
     levels_files,
     make_postgres,
     make_sqlite,
+    manage,
     pg_available,
     queue_import,
     run_job_to_end,
@@ -143,3 +144,32 @@ def test_a_long_import_is_not_taken_over_while_its_worker_lives(database, tmp_pa
     status, done, rows_total, attempts, _ = database.job(job)
     assert (status, done, rows_total, attempts) == ("succeeded", total, total, 1)
     assert troughs(database) == (total, total)
+
+
+def stored_verdicts(db) -> tuple[list, list]:
+    levels = db.query(
+        "SELECT accession, target_low, target_high, range_flag, timing_flag, timing_reason,"
+        " hours_post_dose, steady_state FROM monitoring_troughlevel ORDER BY accession"
+    )
+    patients = db.query(
+        "SELECT mrn, alert_codes, warning_count, latest_level_id, next_action, next_trough_due,"
+        " urgency_band, problem_since FROM monitoring_patient ORDER BY mrn"
+    )
+    return levels, patients
+
+
+def test_a_worker_judges_a_large_import_in_two_processes_as_one_process_would(
+    database, files, tmp_path
+):
+    """The worker process (with its heartbeat thread) forks its helper for the re-judge
+    (monitoring/split_work.py; lowered from 1,000 patients to 2 here): the flags and
+    summaries stored are those a re-judge in one process stores."""
+    job = queue_import(database, tmp_path, *files)
+    log = tmp_path / "worker.log"
+    run_job_to_end(database, job, log, timeout=120, what="the job to finish", REJUDGE_SPLIT_MIN="2")
+    assert database.job(job)[0] == "succeeded"
+    assert f"{ROWS_PATIENTS} items judged in two processes" in log.read_text()
+    split = stored_verdicts(database)
+    assert sum(1 for level in split[0] if level[3]) == ROWS_PATIENTS * ROWS_EACH  # all judged
+    manage(database, "refresh_summaries", "--full", env=database.env(REJUDGE_PROCESSES="1"))
+    assert stored_verdicts(database) == split

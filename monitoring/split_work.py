@@ -1,0 +1,112 @@
+"""Pure computation over many patients on the machine's second core: half of the items
+in a forked helper process, half in this one, the answers joined in order.
+
+Why a fork: re-judging the 5,000 patients of a large import is Python work (reading their
+records into plain rows, running the rules) that holds one core while the other idles.
+A forked helper starts with everything this process has loaded (code, settings, the
+import's unsaved troughs), so nothing but its answer crosses between the processes.
+
+What keeps it safe:
+- The helper reads the database through a connection of its own, so it sees committed
+  data only. ``usable`` therefore refuses while this process has uncommitted writes the
+  helper would miss: callers say whether theirs are (``records_committed``), and any
+  enclosing transaction (a caller's, a test's) is taken to have some. An in-memory SQLite
+  database cannot be shared at all.
+- The helper never touches the connections it inherits: closing one would end this
+  process's session (libpq tells the server goodbye), so it keeps them referenced and
+  leaves with ``os._exit``, which runs no finaliser.
+- It writes nothing: it returns plain values through a pipe, and this process writes them
+  in its own transaction. An error in the helper is raised here, and the write rolls back
+  like any other failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import traceback
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import connection, connections
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+logger = logging.getLogger(__name__)
+
+# Kept referenced in the helper so that no finaliser closes the parent's sessions.
+_inherited: list = []
+
+
+class HelperFailed(RuntimeError):
+    """The helper process raised or died; its traceback is in the message."""
+
+
+def usable(count: int, *, records_committed: bool) -> bool:
+    """Whether ``count`` items are worth a helper process, and one may run here."""
+    processes = getattr(settings, "REJUDGE_PROCESSES", 1)
+    minimum = getattr(settings, "REJUDGE_SPLIT_MIN", 1000)
+    if processes < 2 or count < max(minimum, 2) or not hasattr(os, "fork"):
+        return False
+    if not records_committed or len(connection.atomic_blocks) > 1:
+        # Writes of this transaction, or of an enclosing one, that a helper could not see.
+        return False
+    return not (connection.vendor == "sqlite" and connection.is_in_memory_db())
+
+
+def in_two(func: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> list[R]:
+    """``func(items)``, computed as ``func(first half) + func(second half)`` with the second
+    half in a forked helper. ``func`` may read the database; it must not write."""
+    middle = len(items) // 2
+    mine, theirs = items[:middle], items[middle:]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the helper's coverage is not collected
+        _helper(func, theirs, read_end, write_end)
+    os.close(write_end)
+    logger.info("%s items judged in two processes (helper %s)", len(items), pid)
+    try:
+        answer = func(mine)
+    finally:
+        # Always collect the helper, even when this half failed, so none is left behind.
+        with os.fdopen(read_end, "rb") as pipe:
+            payload = pipe.read()
+        _, status = os.waitpid(pid, 0)
+    if not payload:
+        raise HelperFailed(f"the helper process ended without an answer (status {status})")
+    ok, value = pickle.loads(payload)  # noqa: S301 - our own child's answer, via a pipe
+    if not ok:
+        raise HelperFailed(f"the helper process failed:\n{value}")
+    return answer + value
+
+
+def _helper(func, items, read_end: int, write_end: int) -> None:  # pragma: no cover
+    code = 1
+    try:
+        os.close(read_end)
+        _own_connections()
+        try:
+            payload = pickle.dumps((True, func(items)), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:  # noqa: BLE001 - every failure is reported to the parent
+            payload = pickle.dumps((False, traceback.format_exc()))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(payload)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _own_connections() -> None:  # pragma: no cover - runs in the helper
+    """Fresh, unopened connections with the same settings (the test database's too) but no
+    pool: the inherited pool's connections are the parent's sessions. The inherited
+    connections stay referenced and untouched."""
+    for alias in connections:
+        inherited = connections[alias]
+        _inherited.append(inherited)
+        options = {k: v for k, v in inherited.settings_dict.get("OPTIONS", {}).items()}
+        options.pop("pool", None)
+        own = {**inherited.settings_dict, "OPTIONS": options}
+        connections[alias] = inherited.__class__(own, alias)
