@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from . import pk, pk_data, rules
+from . import bulk, pk, pk_data, rules
 from .models import (
     ForecastMethod,
     Formulation,
@@ -221,12 +221,13 @@ def patients_mark_forecast_stale(patient_ids: Iterable[int]) -> None:
     PatientForecast.objects.filter(patient_id__in=ids).update(
         stale=True, change_count=F("change_count") + 1
     )
-    PatientForecast.objects.bulk_create(
-        [
-            PatientForecast(patient_id=i, stale=True, change_count=1)
-            for i in ids
-            if i not in existing
-        ]
+    # Rows of defaults, as bulk_create would store them, without 5,000 model instances.
+    bulk.insert_defaults(
+        PatientForecast,
+        "patient_id",
+        [i for i in ids if i not in existing],
+        stale=True,
+        change_count=1,
     )
 
 

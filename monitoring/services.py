@@ -393,8 +393,10 @@ def _update_each(model, records: list, fields: list[str]) -> None:
 
 
 def _update_rows(model, fields: list[str], rows: list[tuple[int, tuple]]) -> None:
-    """Store (id, values of ``fields``) rows: one ``UPDATE ... WHERE id = %s`` run with
-    executemany.
+    """Store (id, values of ``fields``) rows. On PostgreSQL one ``UPDATE ... FROM unnest``
+    of one array per column; elsewhere one ``UPDATE ... WHERE id = %s`` run with
+    executemany (SQLite runs it in-process; 5,000 statements sent to PostgreSQL took a
+    second).
 
     Django's ``bulk_update`` writes one CASE per field over the whole batch, which the
     database evaluates for every row of the batch: quadratic, ten seconds for the 2,000
@@ -405,13 +407,25 @@ def _update_rows(model, fields: list[str], rows: list[tuple[int, tuple]]) -> Non
     opts = model._meta
     quote = connection.ops.quote_name
     columns = [opts.get_field(name) for name in fields]
-    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
-    # Identifiers from the model's own metadata, quoted; every value is a parameter.
-    sql = f"UPDATE {quote(opts.db_table)} SET {assignments} WHERE {quote(opts.pk.column)} = %s"  # noqa: S608
     params = [
         [c.get_db_prep_save(v, connection) for c, v in zip(columns, values, strict=True)] + [pk]
         for pk, values in rows
     ]
+    table, key = quote(opts.db_table), quote(opts.pk.column)
+    # Identifiers and types from the model's own metadata, quoted; every value a parameter.
+    if connection.vendor == "postgresql":
+        names = [quote(c.column) for c in columns]
+        arrays = ", ".join(f"%s::{c.db_type(connection)}[]" for c in [*columns, opts.pk])
+        sql = (
+            f"UPDATE {table} SET {', '.join(f'{n} = u.{n}' for n in names)}"  # noqa: S608
+            f" FROM unnest({arrays}) AS u({', '.join(names)}, {key})"
+            f" WHERE {table}.{key} = u.{key}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [list(column) for column in zip(*params, strict=True)])
+        return
+    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
+    sql = f"UPDATE {table} SET {assignments} WHERE {key} = %s"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
 

@@ -15,10 +15,9 @@ from operator import attrgetter
 from django.db import DatabaseError
 from django.utils import timezone
 
-from .. import history_reason
+from .. import bulk, history_reason
 from ..models import LEVEL_COMPUTED_FIELDS, LevelStatus, TroughLevel
 from ..selectors import in_chunks
-from . import bulk
 
 # What a row is compared with: the stored result's own values.
 VALUE_FIELDS = (

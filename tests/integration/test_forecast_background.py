@@ -185,3 +185,28 @@ def test_a_page_view_fit_overtaken_by_a_change_shows_its_fit_and_leaves_the_row_
     assert shown.method == "map" and shown.n_troughs_used == 2
     # The newer change's task still finds the row stale, so it refits.
     assert PatientForecast.objects.get(patient=patient).stale
+
+
+def test_marking_stale_stores_new_rows_as_bulk_create_would():
+    """``patients_mark_forecast_stale`` inserts missing rows below the ORM
+    (``bulk.insert_defaults``): field for field what ``bulk_create`` of the same objects
+    stores, and rows already there are marked again, not duplicated."""
+    first, second, third = (make_patient(f"MARK-{i}") for i in range(3))
+    PatientForecast.objects.all().delete()  # the fits made with the patients
+    PatientForecast.objects.bulk_create(
+        [PatientForecast(patient=first, stale=True, change_count=1)]
+    )
+    forecasting.patients_mark_forecast_stale([second.pk, third.pk])
+    fields = [
+        f.attname
+        for f in PatientForecast._meta.concrete_fields
+        if f.attname not in ("id", "patient_id")
+    ]
+    rows = {
+        row["patient_id"]: [row[name] for name in fields]
+        for row in PatientForecast.objects.values("patient_id", *fields)
+    }
+    assert rows[second.pk] == rows[first.pk] == rows[third.pk]
+    forecasting.patients_mark_forecast_stale([first.pk, second.pk])
+    counts = dict(PatientForecast.objects.values_list("patient_id", "change_count"))
+    assert counts == {first.pk: 2, second.pk: 2, third.pk: 1}

@@ -77,14 +77,20 @@ def _remembering(field):
 
 
 def insert_rows(
-    model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence]
+    model: type[models.Model],
+    columns: Sequence[str],
+    rows: Sequence[Sequence],
+    *,
+    converted: bool = False,
 ) -> None:
     """Insert ``rows`` (tuples in the order of ``columns``, attnames) into ``model``'s table.
     Inside the caller's transaction; a refusal (a constraint) raises the driver's error,
-    wrapped by Django as ``IntegrityError``/``DatabaseError``."""
+    wrapped by Django as ``IntegrityError``/``DatabaseError``. ``converted``: the values
+    are already as ``get_db_prep_save`` gives them (``insert_defaults``)."""
     if not rows:
         return
-    converting = [(i, c) for i, c in enumerate(_converters(model, columns)) if c is not None]
+    converters = [] if converted else _converters(model, columns)
+    converting = [(i, c) for i, c in enumerate(converters) if c is not None]
     if converting:
         # Only the columns that need it: rebuilding every value of 200,000 rows cost more
         # than converting the few that do.
@@ -119,3 +125,17 @@ def insert_rows(
             return
         marks = ", ".join(["%s"] * len(columns))
         cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)  # noqa: S608
+
+
+def insert_defaults(model: type[models.Model], column: str, values: Sequence, **fixed) -> None:
+    """One row per value of ``column`` (an attname), with ``fixed`` values by attname and
+    every other field at its default (the key from the table's own sequence): what
+    ``bulk_create`` of such objects stores, without building a model instance per row."""
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    columns = [f.attname for f in fields]
+    template = [
+        f.get_db_prep_save(fixed.get(f.attname, f.get_default()), connection) for f in fields
+    ]
+    at = columns.index(column)
+    rows = [(*template[:at], value, *template[at + 1 :]) for value in values]
+    insert_rows(model, columns, rows, converted=True)
