@@ -16,8 +16,12 @@ What keeps it safe:
   process's session (libpq tells the server goodbye), so it keeps them referenced and
   leaves with ``os._exit``, which runs no finaliser.
 - It writes nothing: it returns plain values through a pipe, and this process writes them
-  in its own transaction. An error in the helper is raised here, and the write rolls back
-  like any other failure.
+  in its own transaction.
+- This process never depends on it. Should the helper fail (no database connection left,
+  say), die, or not answer in time (a fork can copy a lock that another thread of this
+  process held at that instant, a heartbeat inside the database driver, and wait on it for
+  ever), its half is judged here after all, and the failure is logged. So the answer is
+  always the one process's, at worst as slowly.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
+import signal
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -39,10 +46,6 @@ logger = logging.getLogger(__name__)
 
 # Kept referenced in the helper so that no finaliser closes the parent's sessions.
 _inherited: list = []
-
-
-class HelperFailed(RuntimeError):
-    """The helper process raised or died; its traceback is in the message."""
 
 
 def usable(count: int, *, records_committed: bool) -> bool:
@@ -68,19 +71,48 @@ def in_two(func: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> list[R
         _helper(func, theirs, read_end, write_end)
     os.close(write_end)
     logger.info("%s items judged in two processes (helper %s)", len(items), pid)
+    started = time.monotonic()
+    ok = False
     try:
         answer = func(mine)
+        # The helper has as much to do: give it as long again, and more, before judging
+        # its half here.
+        patience = max(HELPER_GRACE_SECONDS, 2 * (time.monotonic() - started))
+        ok, value = _answer(read_end, patience)
     finally:
-        # Always collect the helper, even when this half failed, so none is left behind.
-        with os.fdopen(read_end, "rb") as pipe:
-            payload = pipe.read()
-        _, status = os.waitpid(pid, 0)
-    if not payload:
-        raise HelperFailed(f"the helper process ended without an answer (status {status})")
-    ok, value = pickle.loads(payload)  # noqa: S301 - our own child's answer, via a pipe
-    if not ok:
-        raise HelperFailed(f"the helper process failed:\n{value}")
-    return answer + value
+        # Always collect the helper, so none is left behind: one without a usable answer
+        # (or whose answer is no longer wanted, this half having failed) is stopped first.
+        if not ok:
+            os.kill(pid, signal.SIGKILL)
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    if ok:
+        return answer + value
+    logger.warning("the helper process gave no answer (%s): its half is judged here", value)
+    return answer + func(theirs)
+
+
+# How long the helper may take beyond twice this process's own half before its half is
+# judged here instead (a helper that hung on a copied lock).
+HELPER_GRACE_SECONDS = 30.0
+
+
+def _answer(read_end: int, patience: float) -> tuple[bool, object]:
+    """(True, the helper's answer), or (False, why there is none)."""
+    chunks = []
+    deadline = time.monotonic() + patience
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([read_end], [], [], remaining)[0]:
+            return False, f"no answer after {patience:.1f} s"
+        chunk = os.read(read_end, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    if not chunks:
+        return False, "it ended without an answer"
+    ok, value = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child's, via a pipe
+    return (True, value) if ok else (False, f"it failed:\n{value}")
 
 
 def _helper(func, items, read_end: int, write_end: int) -> None:  # pragma: no cover
