@@ -1,5 +1,6 @@
-"""Pure computation over many patients on the machine's second core: half of the items
-in a forked helper process, half in this one, the answers joined in order.
+"""Work over many patients on the machine's second core: half of the items in a forked
+helper process, half in this one, the answers joined in order (reads and computation only:
+the helper never writes).
 
 Why a fork: re-judging the 5,000 patients of a large import is Python work (reading their
 records into plain rows, running the rules) that holds one core while the other idles.
@@ -50,9 +51,11 @@ _inherited: list = []
 
 def usable(count: int, *, records_committed: bool) -> bool:
     """Whether ``count`` items are worth a helper process, and one may run here."""
-    processes = getattr(settings, "REJUDGE_PROCESSES", 1)
-    minimum = getattr(settings, "REJUDGE_SPLIT_MIN", 1000)
-    if processes < 2 or count < max(minimum, 2) or not hasattr(os, "fork"):
+    if (
+        settings.REJUDGE_PROCESSES < 2
+        or count < max(settings.REJUDGE_SPLIT_MIN, 2)
+        or not hasattr(os, "fork")
+    ):
         return False
     if not records_committed or len(connection.atomic_blocks) > 1:
         # Writes of this transaction, or of an enclosing one, that a helper could not see.
