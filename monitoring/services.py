@@ -188,11 +188,8 @@ class _Judging:
                 changed.append((level.pk, new))
         patient = result.records.patient
         patient_summary_set(patient, result, self.as_of)
-        latest = result.latest.level if result.latest else None
-        if latest is None or isinstance(latest, TroughLevel):
-            patient.latest_level = latest
-        else:  # a plain row, or a trough not stored yet (``new_levels``)
-            patient.latest_level_id = latest.pk
+        # By id: the rules read plain rows (``for_rules``) and troughs not stored yet.
+        patient.latest_level_id = result.latest.level.pk if result.latest else None
         summary = {name: getattr(patient, name) for name in _SUMMARY_VALUES}
         return PatientVerdict(patient.pk, summary, patient.latest_level_id, changed, _band(result))
 
@@ -216,8 +213,7 @@ def _apply_verdicts(
         patient = by_pk[verdict.patient_pk]
         for name, value in verdict.summary.items():
             setattr(patient, name, value)
-        if patient.latest_level_id != verdict.latest_level_pk:
-            patient.latest_level_id = verdict.latest_level_pk
+        patient.latest_level_id = verdict.latest_level_pk
         for pk, values in verdict.levels:
             level = new.get(pk)
             if level is None:

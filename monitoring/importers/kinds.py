@@ -144,12 +144,6 @@ def _writing(ctx: Context):
     return nullcontext() if ctx.validate_only else transaction.atomic()
 
 
-def _save_new(model, records: Sequence, ctx: Context) -> None:
-    """Insert a file's new results and their "created" history rows, one insert per table
-    (bulk mode); ``records`` are ``levels.LevelSnapshot``."""
-    levels.insert_new(records, ctx)
-
-
 def computed_columns(exported: Sequence[str], imported: Sequence[str]) -> tuple[str, ...]:
     """The export's columns an import ignores (the computed ones), so that an exported file
     imports as it is; read from the export's own column list, so the two cannot drift."""
@@ -435,7 +429,7 @@ class LevelImporter(Importer):
         new, self._new = self._new, []
         updates, self._updates = self._updates, []
         if updates:
-            _save_new(TroughLevel, new, self.ctx)
+            levels.insert_new(new, self.ctx)
             updated = levels.apply_updates(updates, self.ctx)
             inserted = {s.pk for s in new}
             self._changed = new + [TroughLevel(pk=pk) for pk in updated if pk not in inserted]
@@ -445,7 +439,7 @@ class LevelImporter(Importer):
         if new:
             self._reassess = {
                 "new_levels": new,
-                "store_new": lambda: _save_new(TroughLevel, new, self.ctx),
+                "store_new": lambda: levels.insert_new(new, self.ctx),
                 # Nothing written yet: the new troughs wait for ``store_new``.
                 "records_committed": True,
             }

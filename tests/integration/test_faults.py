@@ -416,15 +416,15 @@ def test_two_identical_imports_at_the_same_moment_create_no_duplicate(case, monk
 
     monkeypatch.setattr(kinds, "_save_changes", racing)
     # A CSV file's new levels wait for one batched insert: hold that one too.
-    original_new = kinds._save_new
+    original_new = levels.insert_new
 
-    def racing_new(model, records, ctx):
+    def racing_new(records, ctx):
         if not getattr(waited, "done", False):
             waited.done = True
             barrier.wait()
-        return original_new(model, records, ctx)
+        return original_new(records, ctx)
 
-    monkeypatch.setattr(kinds, "_save_new", racing_new)
+    monkeypatch.setattr(levels, "insert_new", racing_new)
     reports: list = [None, None]
 
     def run(i):

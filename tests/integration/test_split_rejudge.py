@@ -26,22 +26,23 @@ def _pids(items):
     return [(item, os.getpid()) for item in items]
 
 
-def _fails_in_the_helper(parent: int):
+def _in_the_helper(parent: int, act):
+    """A ``func`` for ``in_two`` that does ``act(items)`` first when run in the helper."""
+
     def judge(items):
         if os.getpid() != parent:
-            raise ValueError(f"helper refused {len(items)} items")
+            act(items)
         return _pids(items)
 
     return judge
 
 
-def _hangs_in_the_helper(parent: int):
-    def judge(items):
-        if os.getpid() != parent:
-            time.sleep(600)  # as a helper stuck on a lock copied by the fork
-        return _pids(items)
+def _refuse(items):
+    raise ValueError(f"helper refused {len(items)} items")
 
-    return judge
+
+def _hang(items):
+    time.sleep(600)  # as a helper stuck on a lock copied by the fork
 
 
 def test_in_two_joins_both_halves_in_order_the_second_from_another_process():
@@ -54,7 +55,7 @@ def test_in_two_joins_both_halves_in_order_the_second_from_another_process():
 
 def test_a_failure_in_the_helper_is_logged_and_its_half_judged_here(caplog):
     with caplog.at_level(logging.WARNING, logger="monitoring.split_work"):
-        answer = split_work.in_two(_fails_in_the_helper(os.getpid()), [1, 2, 3, 4, 5, 6])
+        answer = split_work.in_two(_in_the_helper(os.getpid(), _refuse), [1, 2, 3, 4, 5, 6])
     assert answer == [(item, os.getpid()) for item in [1, 2, 3, 4, 5, 6]]
     assert "helper refused 3 items" in caplog.text  # the helper's traceback, logged
 
@@ -63,7 +64,7 @@ def test_a_helper_that_does_not_answer_is_stopped_and_its_half_judged_here(caplo
     monkeypatch.setattr(split_work, "HELPER_GRACE_SECONDS", 0.5)
     started = time.monotonic()
     with caplog.at_level(logging.INFO, logger="monitoring.split_work"):
-        answer = split_work.in_two(_hangs_in_the_helper(os.getpid()), [1, 2, 3, 4])
+        answer = split_work.in_two(_in_the_helper(os.getpid(), _hang), [1, 2, 3, 4])
     assert time.monotonic() - started < 30
     assert answer == [(item, os.getpid()) for item in [1, 2, 3, 4]]
     assert "no answer after 0.5 s" in caplog.text
