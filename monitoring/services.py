@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import config, forecasting, rules, split_work, validation
+from . import config, forecasting, gc_pause, rules, split_work, validation
 from .alert_text import ACK_LABELS, action_text
 from .assessment import (
     PatientAssessment,
@@ -103,7 +103,11 @@ def patients_reassess(
     thousands of patients are judged half in a helper process on the second core
     (``split_work``), which reads through its own connection; the result is the same
     (tests compare the two) and the assessments are not returned (an empty list)."""
-    patients = list(patients)
+    with gc_pause.collector_paused():  # thousands of patients' records, all kept to the end
+        return _reassess(list(patients), troughs, refit, new_levels, store_new, records_committed)
+
+
+def _reassess(patients, troughs, refit, new_levels, store_new, records_committed):
     judging = _Judging(troughs, {level.pk for level in new_levels}, new_levels)
     if split_work.usable(len(patients), records_committed=records_committed):
         results = []

@@ -40,6 +40,8 @@ from typing import TypeVar
 from django.conf import settings
 from django.db import connection, connections
 
+from . import gc_pause
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -65,15 +67,23 @@ def usable(count: int, *, records_committed: bool) -> bool:
 
 def in_two(func: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> list[R]:
     """``func(items)``, computed as ``func(first half) + func(second half)`` with the second
-    half in a forked helper. ``func`` may read the database; it must not write."""
+    half in a forked helper. ``func`` may read the database; it must not write. The objects
+    both processes share are frozen meanwhile (``gc_pause.frozen_for_fork``): measured, a
+    helper whose collector walked them was a third slower than this process, copying pages.
+    """
     middle = len(items) // 2
     mine, theirs = items[:middle], items[middle:]
+    with gc_pause.frozen_for_fork():
+        return _in_two(func, mine, theirs, len(items))
+
+
+def _in_two(func, mine, theirs, count: int) -> list:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the helper's coverage is not collected
         _helper(func, theirs, read_end, write_end)
     os.close(write_end)
-    logger.info("%s items judged in two processes (helper %s)", len(items), pid)
+    logger.info("%s items judged in two processes (helper %s)", count, pid)
     started = time.monotonic()
     ok = False
     try:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db import DatabaseError, transaction
 
-from .. import config
+from .. import config, gc_pause
 from ..log_filters import database_refusal
 from ..models import Patient, Source
 from ..services import Refit, patients_reassess
@@ -87,6 +87,12 @@ def run_csv_import(
     so a caller's own bookkeeping (a background job marking itself done) commits, or rolls
     back, together with the rows. ``refit``: when the forecasts of the patients written are
     fitted again ("background" for jobs and commands: see ``services.patients_reassess``)."""
+    # Every row's values, result and snapshot live to the end of the file.
+    with gc_pause.collector_paused():
+        return _run(kind, data, dry_run, user, source, progress, before_commit, refit)
+
+
+def _run(kind, data, dry_run, user, source, progress, before_commit, refit) -> ImportReport:
     importer_class = IMPORTERS[kind]
     report = ImportReport(kind=kind, dry_run=dry_run)
     table = read_table(

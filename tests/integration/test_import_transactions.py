@@ -5,12 +5,14 @@ it (so a background job's progress row commits and the page sees it, SQLite incl
 
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from monitoring import services
 from monitoring.importers import run_csv_import
 from monitoring.models import Patient, TroughLevel
 
@@ -125,3 +127,25 @@ def test_a_file_with_new_and_corrected_results_flags_both_and_keeps_the_history(
     assert stored["B-2"].range_flag == "below" and stored["B-2"].timing_flag == "unknown"
     assert [h.history_type for h in TroughLevel.history.filter(accession="B-1")] == ["~", "+"]
     assert Patient.objects.get(mrn="TX-1").latest_level_id == stored["B-2"].pk
+
+
+def test_the_garbage_collector_is_held_off_while_a_file_is_judged_and_written(patient):
+    # Its full passes walked every row's objects a dozen times (monitoring/gc_pause.py).
+    assert gc.isenabled()
+    during = []
+    report = run_csv_import(
+        "levels",
+        _levels(2500),
+        progress=lambda done, total: during.append(gc.isenabled()),
+        before_commit=lambda report: during.append(gc.isenabled()),
+    )
+    assert report.written
+    assert during == [False] * 4
+    assert gc.isenabled()
+
+
+def test_the_garbage_collector_is_held_off_while_patients_are_judged_again(patient):
+    during = []
+    services.patients_reassess([patient], store_new=lambda: during.append(gc.isenabled()))
+    assert during == [False]
+    assert gc.isenabled()

@@ -5,6 +5,7 @@ uncommitted writes."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -51,6 +52,18 @@ def test_in_two_joins_both_halves_in_order_the_second_from_another_process():
     pids = [pid for _, pid in answer]
     assert pids[:3] == [os.getpid()] * 3
     assert len(set(pids[3:])) == 1 and pids[3] != os.getpid()
+
+
+def _frozen(items):
+    return [(item, gc.get_freeze_count() > 0) for item in items]
+
+
+def test_both_processes_judge_with_the_shared_objects_frozen_and_this_one_thaws_them():
+    # Frozen, the helper's collector never walks (and so copies) the pages it shares.
+    assert gc.get_freeze_count() == 0
+    answer = split_work.in_two(_frozen, list(range(6)))
+    assert answer == [(item, True) for item in range(6)]
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_failure_in_the_helper_is_logged_and_its_half_judged_here(caplog):
