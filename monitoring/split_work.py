@@ -1,6 +1,6 @@
-"""Work over many patients on the machine's second core: half of the items in a forked
-helper process, half in this one, the answers joined in order (reads and computation only:
-the helper never writes).
+"""Work over many patients on the machine's second core: half of the items (every other
+one) in a forked helper process, half in this one, the answers joined (reads and
+computation only: the helper never writes).
 
 Why a fork: re-judging the 5,000 patients of a large import is Python work (reading their
 records into plain rows, running the rules) that holds one core while the other idles.
@@ -66,13 +66,16 @@ def usable(count: int, *, records_committed: bool) -> bool:
 
 
 def in_two(func: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> list[R]:
-    """``func(items)``, computed as ``func(first half) + func(second half)`` with the second
-    half in a forked helper. ``func`` may read the database; it must not write. The objects
-    both processes share are frozen meanwhile (``gc_pause.frozen_for_fork``): measured, a
-    helper whose collector walked them was a third slower than this process, copying pages.
-    """
-    middle = len(items) // 2
-    mine, theirs = items[:middle], items[middle:]
+    """``func(items)``, computed as ``func(every other item) + func(the others)`` with the
+    others in a forked helper: the answers of this process's share, then the helper's.
+    ``func`` may read the database; it must not write.
+
+    Every other item, not halves: the work per item follows the order the items come in
+    (a seed's patients, a file's), and halves by position were measured at 4.9 and 3.9 s,
+    the whole waiting on the longer. The objects both processes share are frozen meanwhile
+    (``gc_pause.frozen_for_fork``): measured, a helper whose collector walked them was a
+    third slower than this process, copying pages."""
+    mine, theirs = items[0::2], items[1::2]
     with gc_pause.frozen_for_fork():
         return _in_two(func, mine, theirs, len(items))
 

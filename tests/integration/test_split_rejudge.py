@@ -46,12 +46,12 @@ def _hang(items):
     time.sleep(600)  # as a helper stuck on a lock copied by the fork
 
 
-def test_in_two_joins_both_halves_in_order_the_second_from_another_process():
+def test_in_two_joins_every_other_item_from_here_with_the_others_from_another_process():
     answer = split_work.in_two(_pids, list(range(7)))
-    assert [item for item, _ in answer] == list(range(7))
+    assert [item for item, _ in answer] == [0, 2, 4, 6, 1, 3, 5]
     pids = [pid for _, pid in answer]
-    assert pids[:3] == [os.getpid()] * 3
-    assert len(set(pids[3:])) == 1 and pids[3] != os.getpid()
+    assert pids[:4] == [os.getpid()] * 4
+    assert len(set(pids[4:])) == 1 and pids[4] != os.getpid()
 
 
 def _frozen(items):
@@ -62,24 +62,24 @@ def test_both_processes_judge_with_the_shared_objects_frozen_and_this_one_thaws_
     # Frozen, the helper's collector never walks (and so copies) the pages it shares.
     assert gc.get_freeze_count() == 0
     answer = split_work.in_two(_frozen, list(range(6)))
-    assert answer == [(item, True) for item in range(6)]
+    assert answer == [(item, True) for item in [0, 2, 4, 1, 3, 5]]
     assert gc.get_freeze_count() == 0
 
 
-def test_a_failure_in_the_helper_is_logged_and_its_half_judged_here(caplog):
+def test_a_failure_in_the_helper_is_logged_and_its_share_judged_here(caplog):
     with caplog.at_level(logging.WARNING, logger="monitoring.split_work"):
         answer = split_work.in_two(_in_the_helper(os.getpid(), _refuse), [1, 2, 3, 4, 5, 6])
-    assert answer == [(item, os.getpid()) for item in [1, 2, 3, 4, 5, 6]]
+    assert answer == [(item, os.getpid()) for item in [1, 3, 5, 2, 4, 6]]
     assert "helper refused 3 items" in caplog.text  # the helper's traceback, logged
 
 
-def test_a_helper_that_does_not_answer_is_stopped_and_its_half_judged_here(caplog, monkeypatch):
+def test_a_helper_that_does_not_answer_is_stopped_and_its_share_judged_here(caplog, monkeypatch):
     monkeypatch.setattr(split_work, "HELPER_GRACE_SECONDS", 0.5)
     started = time.monotonic()
     with caplog.at_level(logging.INFO, logger="monitoring.split_work"):
         answer = split_work.in_two(_in_the_helper(os.getpid(), _hang), [1, 2, 3, 4])
     assert time.monotonic() - started < 30
-    assert answer == [(item, os.getpid()) for item in [1, 2, 3, 4]]
+    assert answer == [(item, os.getpid()) for item in [1, 3, 2, 4]]
     assert "no answer after 0.5 s" in caplog.text
     helper = int(re.search(r"helper (\d+)\)", caplog.text).group(1))
     with pytest.raises(ChildProcessError):  # stopped and collected: no process left behind
