@@ -84,10 +84,12 @@ class Context:
 
 
 class Collector:
-    """Gather every field error of a row instead of stopping at the first."""
+    """Gather every field error of a row instead of stopping at the first. ``memory``:
+    the answers of pure checks, kept for a whole file (``remembered``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory: dict | None = None) -> None:
         self.errors: list[rules.RuleError] = []
+        self.memory = memory
 
     def __call__(self, func, *args, **kwargs):
         try:
@@ -95,6 +97,23 @@ class Collector:
         except rules.RuleError as exc:
             self.errors.append(exc)
             return None
+
+    def remembered(self, func, *args, **kwargs):
+        """As calling, for a pure check (the same text gets the same answer): its answer,
+        or its error, is remembered in ``memory``. A lab's file repeats its units, assays,
+        statuses, draw times and values on thousands of rows."""
+        key = (func, args, tuple(kwargs.items())) if kwargs else (func, args)
+        try:
+            value, error = self.memory[key]
+        except KeyError:
+            try:
+                value, error = func(*args, **kwargs), None
+            except rules.RuleError as exc:
+                value, error = None, exc
+            self.memory[key] = (value, error)
+        if error is not None:
+            self.errors.append(error)
+        return value
 
     def check(self) -> None:
         if self.errors:
@@ -176,14 +195,20 @@ class Importer:
     def checked_import(self, row: dict[str, str]) -> tuple[str, str]:
         """``import_row`` after refusing any cell with a control character (NUL, escape...),
         which SQLite would store and PostgreSQL refuse: the same answer on both."""
-        errors = []
-        for name, value in row.items():
-            try:
-                rules.check_text(name, value if isinstance(value, str) else "")
-            except rules.RuleError as exc:
-                errors.append(exc)
-        if errors:
-            raise RowErrors(errors)
+        try:
+            # One C call for a whole row, which nearly always holds no control character.
+            clean = "".join(row.values()).isprintable()
+        except TypeError:  # a cell that is not text
+            clean = False
+        if not clean:
+            errors = []
+            for name, value in row.items():
+                try:
+                    rules.check_text(name, value if isinstance(value, str) else "")
+                except rules.RuleError as exc:
+                    errors.append(exc)
+            if errors:
+                raise RowErrors(errors)
         return self.import_row(row)
 
     def prepare(self, rows: Sequence[dict[str, str]]) -> None:
@@ -444,50 +469,32 @@ class LevelImporter(Importer):
                 "records_committed": True,
             }
 
-    def _memo(self, func, *args, **kwargs):
-        """``func(*args, **kwargs)``, or the error it raised, remembered for the file: a
-        lab's file repeats its units, assays, statuses, draw times and values on thousands
-        of rows, and these checks are pure (the same text gets the same answer)."""
-        key = (func, args, tuple(kwargs.items()))
-        try:
-            value, error = self._memory[key]
-        except KeyError:
-            try:
-                value, error = func(*args, **kwargs), None
-            except rules.RuleError as exc:
-                value, error = None, exc
-            self._memory[key] = (value, error)
-        if error is not None:
-            raise error.with_traceback(None)
-        return value
-
     def import_row(self, row):
-        c = Collector()
+        c = Collector(self._memory)
         t = self.ctx.thresholds
-        m = self._memo
-        patient = c(self.ctx.patient, c(m, validation.mrn, row.get("mrn")) or "")
-        collected_at = c(
-            m, validation.parse_datetime, row.get("collected_at"), "collected_at", not_future=True
+        patient = c(self.ctx.patient, c.remembered(validation.mrn, row.get("mrn")) or "")
+        collected_at = c.remembered(
+            validation.parse_datetime, row.get("collected_at"), "collected_at", not_future=True
         )
         if collected_at is None and not any(e.field == "collected_at" for e in c.errors):
             c.errors.append(rules.RuleError("collected_at", "", "is required"))
-        last_dose_at = c(m, validation.parse_datetime, row.get("last_dose_at"), "last_dose_at")
-        level = c(
-            m,
+        last_dose_at = c.remembered(
+            validation.parse_datetime, row.get("last_dose_at"), "last_dose_at"
+        )
+        level = c.remembered(
             rules.parse_level,
             row.get("value"),
             row.get("unit"),
             ceiling_ng_ml=t.plausibility_ceiling_ng_ml,
             decimal_comma=self.ctx.decimal_comma,
         )
-        assay = c(m, validation.assay, row.get("assay"))
-        status, error_reason = self._status(c, row, m)
+        assay = c.remembered(validation.assay, row.get("assay"))
+        status, error_reason = self._status(c, row)
         accession = (row.get("accession") or "").strip()
         if len(accession) > 64:
             c.errors.append(rules.RuleError("accession", accession, "longer than 64 characters"))
         if collected_at and last_dose_at:
-            c(
-                m,
+            c.remembered(
                 validation.level_timing,
                 collected_at,
                 last_dose_at,
@@ -582,7 +589,7 @@ class LevelImporter(Importer):
         return UPDATED
 
     @staticmethod
-    def _status(c: Collector, row: dict[str, str], memo) -> tuple[str | None, str]:
+    def _status(c: Collector, row: dict[str, str]) -> tuple[str | None, str]:
         """``entered_in_error`` (as the levels export writes a retracted result) is accepted
         for a result not stored yet, with its ``error_reason``: so an export re-imports whole.
         Such a result never counts for flags."""
@@ -593,7 +600,7 @@ class LevelImporter(Importer):
                 c.errors.append(
                     rules.RuleError("error_reason", reason, "is only for status entered_in_error")
                 )
-            return c(memo, validation.level_status, text), ""
+            return c.remembered(validation.level_status, text), ""
         if not reason:
             c.errors.append(
                 rules.RuleError("error_reason", "", "is required with status entered_in_error")
