@@ -1,16 +1,20 @@
-"""Python's cyclic garbage collector held off while bulk work builds many long-lived
-objects (an import's rows and snapshots, a re-judge's plain records).
+"""Python's cyclic garbage collector held off while work builds many long-lived objects:
+an import's rows and snapshots, a re-judge's plain records (``run_csv_import`` and
+``patients_reassess``, for a file or a form alike: for one patient it costs nothing).
 
 Why: the collector runs a full pass whenever the objects that survived earlier passes have
 grown by a quarter, and each full pass walks every object in the process. A 100,000-row
 levels import creates over a million objects that all live until its end, so the collector
-walked the whole heap over a dozen times and found almost nothing to free (measured: ~3 s of
-a 16 s import on PostgreSQL, and peak memory the same with it off). Nothing here makes
-cycles worth collecting before the work ends; reference counting still frees everything
-else at once, and the collector resumes, on its usual schedule, when the work is done.
+walked the whole heap over a dozen times and found almost nothing to free: measured, 3.4 s
+of a 16 s import on PostgreSQL, with the same peak memory without it. A helper process
+forked meanwhile (``split_work``) inherits the pause, so it never walks, and so never
+copies, the pages it shares with this process.
 
-Before a fork (``split_work``) the objects are also frozen: a helper that walks them would
-write to every page it shares with its parent, which then copies them all.
+What it asks of the code inside: no reference cycles made per row, which only the collector
+could free. Reference counting frees everything else at once. The one cycle a row used to
+make, a caught error keeping its traceback (whose frames hold the row's ``Collector``, which
+holds the error), is cut where errors are kept (``importers.kinds.Collector``); tests read a
+file of 20,000 bad rows with the collector off and check nothing is left behind.
 """
 
 from __future__ import annotations
@@ -42,17 +46,3 @@ def collector_paused() -> Iterator[None]:
             _depth -= 1
             if _depth == 0 and _was_enabled:
                 gc.enable()
-
-
-@contextmanager
-def frozen_for_fork() -> Iterator[None]:
-    """Every object this process holds kept out of the collector's walks (``gc.freeze``)
-    in here, so a process forked inside never touches their pages for the collector; thawed
-    on leaving, unless something had frozen objects before (then they stay as it left them)."""
-    already = gc.get_freeze_count()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        if not already:
-            gc.unfreeze()

@@ -72,11 +72,11 @@ def in_two(func: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> list[R
 
     Every other item, not halves: the work per item follows the order the items come in
     (a seed's patients, a file's), and halves by position were measured at 4.9 and 3.9 s,
-    the whole waiting on the longer. The objects both processes share are frozen meanwhile
-    (``gc_pause.frozen_for_fork``): measured, a helper whose collector walked them was a
-    third slower than this process, copying pages."""
+    the whole waiting on the longer. The garbage collector is off in both processes
+    meanwhile (``gc_pause``): measured, a helper whose collector walked the objects it
+    shares with this process was a third slower, copying their pages."""
     mine, theirs = items[0::2], items[1::2]
-    with gc_pause.frozen_for_fork():
+    with gc_pause.collector_paused():
         return _in_two(func, mine, theirs, len(items))
 
 

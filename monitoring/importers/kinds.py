@@ -83,6 +83,15 @@ class Context:
         return self.patients[mrn]
 
 
+def kept(error: rules.RuleError) -> rules.RuleError:
+    """A row's error kept as data for its report: without its traceback or the exception it
+    was raised from, whose frames reach back to whatever keeps the error (the row's
+    ``Collector``): a cycle per bad row, which only the garbage collector could free, and
+    imports hold it off (``gc_pause``)."""
+    error.__traceback__ = error.__cause__ = error.__context__ = None
+    return error
+
+
 class Collector:
     """Gather every field error of a row instead of stopping at the first. ``memory``:
     the answers of pure checks, kept for a whole file (``remembered``)."""
@@ -95,13 +104,15 @@ class Collector:
         try:
             return func(*args, **kwargs)
         except rules.RuleError as exc:
-            self.errors.append(exc)
+            self.errors.append(kept(exc))
             return None
 
     def remembered(self, func, *args, **kwargs):
         """As calling, for a pure check (the same text gets the same answer): its answer,
-        or its error, is remembered in ``memory``. A lab's file repeats its units, assays,
-        statuses, draw times and values on thousands of rows."""
+        or its error, is remembered in ``memory`` (without one, simply called). A lab's file
+        repeats its units, assays, statuses, draw times and values on thousands of rows."""
+        if self.memory is None:
+            return self(func, *args, **kwargs)
         key = (func, args, tuple(kwargs.items())) if kwargs else (func, args)
         try:
             value, error = self.memory[key]
@@ -109,7 +120,7 @@ class Collector:
             try:
                 value, error = func(*args, **kwargs), None
             except rules.RuleError as exc:
-                value, error = None, exc
+                value, error = None, kept(exc)
             self.memory[key] = (value, error)
         if error is not None:
             self.errors.append(error)
@@ -206,7 +217,7 @@ class Importer:
                 try:
                     rules.check_text(name, value if isinstance(value, str) else "")
                 except rules.RuleError as exc:
-                    errors.append(exc)
+                    errors.append(kept(exc))
             if errors:
                 raise RowErrors(errors)
         return self.import_row(row)
