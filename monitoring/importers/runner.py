@@ -87,12 +87,6 @@ def run_csv_import(
     so a caller's own bookkeeping (a background job marking itself done) commits, or rolls
     back, together with the rows. ``refit``: when the forecasts of the patients written are
     fitted again ("background" for jobs and commands: see ``services.patients_reassess``)."""
-    # Every row's values, result and snapshot live to the end of the file.
-    with gc_pause.collector_paused():
-        return _run(kind, data, dry_run, user, source, progress, before_commit, refit)
-
-
-def _run(kind, data, dry_run, user, source, progress, before_commit, refit) -> ImportReport:
     importer_class = IMPORTERS[kind]
     report = ImportReport(kind=kind, dry_run=dry_run)
     table = read_table(
@@ -115,7 +109,11 @@ def _run(kind, data, dry_run, user, source, progress, before_commit, refit) -> I
     )
     importer = importer_class(ctx)
     if importer.judges_first:
-        _judge_then_write(importer, table.rows, report, dry_run, progress, before_commit, refit)
+        # Every row's values, result and snapshot live to the end of the file, and the
+        # rows make no reference cycle. (The row-by-row kinds' model saves do, a dozen
+        # objects a row, so they keep the collector.)
+        with gc_pause.collector_paused():
+            _judge_then_write(importer, table.rows, report, dry_run, progress, before_commit, refit)
     elif dry_run:
         ctx.validate_only = True
         _judge_only(importer, table.rows, report, progress)
