@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from operator import attrgetter
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from .. import bulk, history_reason
@@ -94,14 +94,35 @@ def load_snapshots(
         without = [pk for pk in chunk if "" in accessions.get(pk, ())]
         if without:
             found += _snapshots(stored.filter(patient_id__in=without, accession=""))
-        # One pass over the chunk's keys (the partial unique index covers them) beats an
-        # ``accession IN (...)`` per 900 accessions, which scans the same entries each time.
-        keys = stored.exclude(accession="").values_list("pk", "patient_id", "accession")
+        keys = _keys_among(stored, chunk, accessions)
         matched += [pk for pk, patient, acc in keys if acc in accessions.get(patient, ())]
     for part in in_chunks(sorted(matched)):
         found += _snapshots(TroughLevel.objects.filter(pk__in=part).order_by())
     found.sort(key=lambda s: s.pk)
     return found
+
+
+def _keys_among(stored, chunk: list[int], accessions: dict[int, set[str]]):
+    """(pk, patient, accession) of the chunk's stored results with an accession, at least
+    those with one of the chunk's file accessions (the caller matches the pairs). One pass
+    over the chunk's keys (the partial unique index covers them) beats an ``accession IN
+    (...)`` per 900 accessions, which scans the same entries each time. On PostgreSQL the
+    file's accessions go along as one array, hashed by the server (``= ANY``), so only the
+    matches come back, not every stored key (385,000 keys read: 0.75 s; matched there:
+    0.4 s)."""
+    if connection.vendor != "postgresql":
+        return stored.exclude(accession="").values_list("pk", "patient_id", "accession")
+    wanted = sorted({acc for pk in chunk for acc in accessions.get(pk, ()) if acc})
+    if not wanted:
+        return []
+    table = connection.ops.quote_name(TroughLevel._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, patient_id, accession FROM {table} "  # noqa: S608 - our own table
+            "WHERE patient_id = ANY(%s) AND accession <> '' AND accession = ANY(%s)",
+            [list(chunk), wanted],
+        )
+        return cursor.fetchall()
 
 
 def _snapshots(query) -> list[LevelSnapshot]:
