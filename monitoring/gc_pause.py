@@ -13,11 +13,12 @@ copies, the pages it shares with this process.
 What it asks of the code inside: no reference cycle per row that turns to garbage while
 the work goes on, which only the collector could free (the new results' snapshots point at
 themselves, ``origin``, but they live to the end of the file, when the collector resumes).
-Reference counting frees everything else at once. The one cycle a bad row used to make, a caught error keeping its traceback (whose frames hold the row's ``Collector``,
-which holds the error), is cut where errors are kept (``importers.kinds.kept``): tests read
-20,000 bad rows with the collector off and check that nothing is left behind. The
-row-by-row kinds (patients, regimens, drugs, labs) are not held off: their model saves leave
-a dozen objects of cyclic garbage a row.
+Reference counting frees everything else at once. The one cycle a bad row used to make, a
+caught error keeping its traceback (whose frames hold the row's ``Collector``, which holds
+the error), is cut where errors are kept (``importers.kinds.kept``): tests read 20,000 bad
+rows with the collector off and check that nothing is left behind. The row-by-row kinds
+(patients, regimens, drugs, labs) are not held off: their model saves leave a dozen objects
+of cyclic garbage a row.
 """
 
 from __future__ import annotations
