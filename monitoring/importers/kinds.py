@@ -109,10 +109,9 @@ class Collector:
 
     def remembered(self, func, *args, **kwargs):
         """As calling, for a pure check (the same text gets the same answer): its answer,
-        or its error, is remembered in ``memory`` (without one, simply called). A lab's file
-        repeats its units, assays, statuses, draw times and values on thousands of rows."""
-        if self.memory is None:
-            return self(func, *args, **kwargs)
+        or its error, is remembered in ``memory``, which the collector must have been given.
+        A lab's file repeats its units, assays, statuses, draw times and values on
+        thousands of rows."""
         key = (func, args, tuple(kwargs.items())) if kwargs else (func, args)
         try:
             value, error = self.memory[key]

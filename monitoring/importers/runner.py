@@ -109,9 +109,9 @@ def run_csv_import(
     )
     importer = importer_class(ctx)
     if importer.judges_first:
-        # Every row's values, result and snapshot live to the end of the file, and the
-        # rows make no reference cycle. (The row-by-row kinds' model saves do, a dozen
-        # objects a row, so they keep the collector.)
+        # Every row's values, result and snapshot live to the end of the file, and no row
+        # leaves cyclic garbage behind (gc_pause). The row-by-row kinds' model saves do, a
+        # dozen objects a row, so they keep the collector.
         with gc_pause.collector_paused():
             _judge_then_write(importer, table.rows, report, dry_run, progress, before_commit, refit)
     elif dry_run:
