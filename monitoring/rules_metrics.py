@@ -48,22 +48,52 @@ def time_in_range(
     """Rosendaal: interpolate linearly day by day between consecutive troughs and count the
     days inside [low, high]; intervals longer than ``max_gap_days`` are left out. A censored
     ``<x`` enters as x. Days 0..n-1 of each n-day interval are counted, so no day is
-    counted twice."""
+    counted twice.
+
+    Counted per interval in closed form (``_days_inside``), in integers, exactly: a
+    5,000-patient re-judge met 400,000 interpolated days, a third of its metrics' time."""
     ordered = sorted(points, key=lambda p: p.collected_on)
+    scale = _decimal_places([low, high, *(p.value_ng_ml for p in ordered)])
+    low_i, high_i = _scaled(low, scale), _scaled(high, scale)
+    values = [_scaled(p.value_ng_ml, scale) for p in ordered]
     days_total = 0
     days_in = 0
-    for first, second in zip(ordered, ordered[1:], strict=False):
-        span = (second.collected_on - first.collected_on).days
+    for i in range(len(ordered) - 1):
+        span = (ordered[i + 1].collected_on - ordered[i].collected_on).days
         if span <= 0 or span > max_gap_days:
             continue
-        for day in range(span):
-            value = first.value_ng_ml + (second.value_ng_ml - first.value_ng_ml) * day / span
-            days_total += 1
-            if low <= value <= high:
-                days_in += 1
+        days_total += span
+        days_in += _days_inside(values[i], values[i + 1], span, low_i, high_i)
     if days_total == 0:
         return None
     return Decimal(days_in) * 100 / Decimal(days_total)
+
+
+def _decimal_places(values: Sequence[Decimal]) -> int:
+    return max(0, *(-v.as_tuple().exponent for v in values))
+
+
+def _scaled(value: Decimal, places: int) -> int:
+    """``value`` times 10**places, exactly (``places`` is at least its own)."""
+    return int(value.scaleb(places))
+
+
+def _days_inside(first: int, second: int, span: int, low: int, high: int) -> int:
+    """How many of the days d = 0..span-1 have first + (second - first) * d / span within
+    [low, high] (all four scaled alike): the days between the interpolated line's
+    crossings of the band. Multiplied out by ``span``, the bounds are whole numbers, so
+    the floor and ceiling divisions are exact, as counting day by day is."""
+    rise = second - first
+    if rise == 0:
+        return span if low <= first <= high else 0
+    if rise < 0:  # falling: the line enters at the high edge and leaves at the low one
+        low, high = high, low
+    # low <= first + rise * d / span  <=>  d >= (low - first) * span / rise (rise > 0),
+    # and with the edges swapped the same holds for rise < 0.
+    earliest = -((first - low) * span // rise)  # ceiling
+    latest = (high - first) * span // rise  # floor
+    inside = min(latest, span - 1) - max(earliest, 0) + 1
+    return max(inside, 0)
 
 
 def cv_percent(

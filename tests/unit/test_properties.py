@@ -176,6 +176,46 @@ POINTS = st.lists(
 )
 
 
+def _time_in_range_day_by_day(points, low, high, max_gap_days):
+    """Rosendaal as §7 words it, one interpolated day at a time (what ``time_in_range``
+    did before it counted each interval in closed form): the reference it must equal."""
+    ordered = sorted(points, key=lambda p: p.collected_on)
+    days_total = days_in = 0
+    for first, second in zip(ordered, ordered[1:], strict=False):
+        span = (second.collected_on - first.collected_on).days
+        if span <= 0 or span > max_gap_days:
+            continue
+        for day in range(span):
+            value = first.value_ng_ml + (second.value_ng_ml - first.value_ng_ml) * day / span
+            days_total += 1
+            days_in += low <= value <= high
+    return None if days_total == 0 else Decimal(days_in) * 100 / Decimal(days_total)
+
+
+# As stored (numeric(14,7)), within a band's reach so that lines cross its edges often.
+STORED_NG_ML = st.decimals(min_value=Decimal("0.5"), max_value=Decimal("12"), places=7)
+BAND_EDGE = st.decimals(min_value=Decimal("1"), max_value=Decimal("9"), places=2)
+
+
+@given(
+    st.lists(st.tuples(st.integers(min_value=0, max_value=200), STORED_NG_ML | NG_ML), max_size=12),
+    BAND_EDGE,
+    BAND_EDGE,
+    st.integers(min_value=1, max_value=80),
+)
+@example([(0, Decimal("3")), (10, Decimal("7"))], Decimal(4), Decimal(6), 56)  # §7: 50 %
+@example([(0, Decimal("7")), (56, Decimal("5"))], Decimal(4), Decimal(6), 56)  # falling
+@example([(0, Decimal("4")), (8, Decimal("4"))], Decimal(4), Decimal(6), 56)  # on the edge
+def test_time_in_range_counts_as_day_by_day(days_values, low, high, max_gap):
+    assume(low <= high)
+    points = [
+        rules.TroughPoint(date(2026, 1, 1) + timedelta(days=day), value, "", rules.IN_RANGE)
+        for day, value in days_values
+    ]
+    expected = _time_in_range_day_by_day(points, low, high, max_gap)
+    assert rules.time_in_range(points, low, high, max_gap_days=max_gap) == expected
+
+
 @given(POINTS)
 def test_metrics_are_percentages_or_absent(points):
     pir = rules.percent_in_range(points)
