@@ -2,7 +2,7 @@
 synthetic patients, on SQLite and PostgreSQL, without the rest of ``bench.run``.
 
     python -m bench.imports [--databases sqlite,postgres] [--patients 5000] [--rows 100000]
-                            [--preview-rows 200000] [--profile]
+                            [--preview-rows 200000] [--as-user] [--profile]
 
 The seeded database is built once (``seed_synthetic --years 6``, ~2 minutes at 5,000
 patients) and kept as a template: an SQLite file under BENCH_WORKDIR (default
@@ -12,7 +12,9 @@ from a fresh copy of it (file copy; ``CREATE DATABASE ... TEMPLATE``) brought to
 schema (``migrate``), runs ``ANALYZE``, then times ``run_csv_import("levels", data)`` --
 validation, the write and the flags and summaries of the touched patients
 (``patients_reassess``), as the web upload and ``import_csv`` run it -- and a dry run (the
-web preview) of a ``--preview-rows`` file.
+web preview) of a ``--preview-rows`` file. ``--as-user``: the import names its user, as the
+web upload's job does (``import_csv`` names none): each new trough and history row then
+points at the user too, two more foreign keys for the server to check at COMMIT.
 """
 
 from __future__ import annotations
@@ -106,7 +108,9 @@ def _seed(database: str, template: str, patients: int) -> None:
             conn.execute("PRAGMA journal_mode=DELETE")
 
 
-def measure(database: str, patients: int, rows: int, preview_rows: int, profile: bool) -> dict:
+def measure(
+    database: str, patients: int, rows: int, preview_rows: int, profile: bool, as_user: bool
+) -> dict:
     template, url = _urls(database, patients)
     if not _exists(template):
         _seed(database, template, patients)
@@ -129,10 +133,13 @@ def measure(database: str, patients: int, rows: int, preview_rows: int, profile:
     ]
     if profile:
         command.append("--profile")
+    if as_user:
+        command.append("--as-user")
     subprocess.run(command, cwd=ROOT, env=bench_env(url), check=True)
     result = json.loads(result_path.read_text())
     result["database"] = database
     result["patients"] = patients
+    result["as_user"] = as_user
     return result
 
 
@@ -168,8 +175,13 @@ def worker(args: argparse.Namespace) -> int:
         }
         log(f"  preview of {args.preview_rows} rows ({len(data) / 1e6:.1f} MB): {seconds:.1f} s")
     data = _import_file(args.rows, mrns, today)
+    user = None
+    if args.as_user:
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.create_user("bench-importer")
     report, seconds, flag_seconds = timed_levels_import(
-        data, args.profile, f"import-{connection.vendor}"
+        data, args.profile, f"import-{connection.vendor}", user
     )
     flagged = TroughLevel.objects.filter(accession__startswith="IMP-").exclude(range_flag="")
     result["import"] = {
@@ -192,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=5000)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--preview-rows", type=int, default=200_000)
+    parser.add_argument("--as-user", action="store_true", help="name a user, as the web job does")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -202,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for database in [d.strip() for d in args.databases.split(",") if d.strip()]:
         log(f"[{database}] {args.patients} patients, {args.rows} rows")
-        results.append(measure(database, args.patients, args.rows, args.preview_rows, args.profile))
+        results.append(
+            measure(
+                database, args.patients, args.rows, args.preview_rows, args.profile, args.as_user
+            )
+        )
     print(json.dumps(results, indent=2))
     return 0
 

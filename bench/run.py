@@ -231,10 +231,13 @@ def _profiled(enabled: bool, name: str, func, *args, **kwargs):
     return result
 
 
-def timed_levels_import(data: bytes, profile: bool, name: str) -> tuple[object, float, float]:
-    """Run ``run_csv_import("levels", data)`` as the upload does, profiled as ``name`` when
-    ``profile``; return (report, seconds, seconds spent in ``patients_reassess``), the
-    flag computation timed on its own. Needs Django set up."""
+def timed_levels_import(
+    data: bytes, profile: bool, name: str, user=None
+) -> tuple[object, float, float]:
+    """Run ``run_csv_import("levels", data)`` as ``import_csv`` does (no user), or as the
+    upload's job does when given its ``user``, profiled as ``name`` when ``profile``; return
+    (report, seconds, seconds spent in ``patients_reassess``), the flag computation timed
+    on its own. Needs Django set up."""
     from monitoring.importers import runner
 
     reassess_seconds: list[float] = []
@@ -250,7 +253,7 @@ def timed_levels_import(data: bytes, profile: bool, name: str) -> tuple[object, 
     runner.patients_reassess = timed_reassess
     try:
         started = time.perf_counter()
-        report = _profiled(profile, name, runner.run_csv_import, "levels", data)
+        report = _profiled(profile, name, runner.run_csv_import, "levels", data, user=user)
         seconds = time.perf_counter() - started
     finally:
         runner.patients_reassess = original
