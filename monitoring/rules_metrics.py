@@ -51,7 +51,8 @@ def time_in_range(
     counted twice.
 
     Counted per interval in closed form (``_days_inside``), in integers, exactly: a
-    5,000-patient re-judge met 400,000 interpolated days, a third of its metrics' time."""
+    5,000-patient re-judge met 400,000 interpolated days, a fifth to a third of its metrics'
+    time."""
     ordered = sorted(points, key=lambda p: p.collected_on)
     scale = _decimal_places([low, high, *(p.value_ng_ml for p in ordered)])
     low_i, high_i = _scaled(low, scale), _scaled(high, scale)
