@@ -277,11 +277,38 @@ def _require_aware(moment: datetime, name: str) -> None:
 
 def elapsed_hours(start: datetime, end: datetime) -> Decimal:
     """Real hours between two aware instants. Subtracting datetimes that share a tzinfo
-    compares wall clocks, which is wrong across a daylight-saving change, so go via UTC."""
-    _require_aware(start, "start")
-    _require_aware(end, "end")
-    seconds = (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds()
-    return Decimal(str(seconds)) / Decimal(3600)
+    compares wall clocks, which is wrong across a daylight-saving change: the change of
+    UTC offset between the two is taken off. (Python itself subtracts datetimes of two
+    different zones in UTC.)
+
+    A re-judge asks this for every trough. Converting both to UTC and building a Decimal
+    took 1.8 us a pair; the offsets alone take a third of that, and the intervals repeat
+    (a clinic's draws come at the same hours after the dose), so each distinct one's hours
+    are built once and then looked up."""
+    start_offset, end_offset = start.utcoffset(), end.utcoffset()
+    if start_offset is None:
+        raise ValueError("start must be time-zone aware")
+    if end_offset is None:
+        raise ValueError("end must be time-zone aware")
+    if start.tzinfo is not end.tzinfo:
+        return _hours(end - start)
+    return _hours(end - start - (end_offset - start_offset))
+
+
+# Decimal hours by interval: immutable values, the same for one interval whoever asks.
+_HOURS_BY_INTERVAL: dict[timedelta, Decimal] = {}
+_HOURS_REMEMBERED = 4096
+
+
+def _hours(interval: timedelta) -> Decimal:
+    try:
+        return _HOURS_BY_INTERVAL[interval]
+    except KeyError:
+        if len(_HOURS_BY_INTERVAL) >= _HOURS_REMEMBERED:
+            _HOURS_BY_INTERVAL.clear()  # a file of all-different intervals: bounded memory
+        hours = Decimal(str(interval.total_seconds())) / Decimal(3600)
+        _HOURS_BY_INTERVAL[interval] = hours
+        return hours
 
 
 def validate_last_dose(

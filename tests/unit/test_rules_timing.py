@@ -1,10 +1,12 @@
 """§3 Sample timing (C12h / C24h), including daylight-saving changes and last-dose checks."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal as D
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from monitoring import rules
 from monitoring.rules import RuleError
@@ -289,3 +291,45 @@ def test_last_dose_window_configurable():
     rules.validate_last_dose(DRAW, DRAW - 30 * H, max_hours=D(36))
     with pytest.raises(RuleError):
         rules.validate_last_dose(DRAW, DRAW - 30 * H, max_hours=D(24))
+
+
+# --- elapsed_hours against the plain conversion ------------------------------------------
+
+ZONES = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), ZoneInfo("UTC"), BERLIN, NEW_YORK]
+)
+MOMENTS = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31), timezones=ZONES
+)
+
+
+def _hours_via_utc(start: datetime, end: datetime) -> D:
+    """The reference: both instants in UTC, the seconds between them as hours."""
+    seconds = (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds()
+    return D(str(seconds)) / D(3600)
+
+
+@settings(max_examples=500, deadline=None)
+@given(start=MOMENTS, end=MOMENTS)
+@example(  # the same zone over the spring change: wall 12 h, real 11 h
+    start=datetime(2025, 3, 29, 20, 0, tzinfo=BERLIN),
+    end=datetime(2025, 3, 30, 8, 0, tzinfo=BERLIN),
+)
+@example(  # the same zone, the second pass of the autumn hour
+    start=datetime(2025, 10, 25, 14, 30, tzinfo=BERLIN),
+    end=datetime(2025, 10, 26, 2, 30, fold=1, tzinfo=BERLIN),
+)
+def test_elapsed_hours_is_the_plain_conversion_to_the_digit(start, end):
+    """The offsets taken off (rather than both converted) and the remembered hours of each
+    interval give exactly the reference's Decimal, its exponent included, in every zone,
+    fold and microsecond."""
+    got, expected = rules.elapsed_hours(start, end), _hours_via_utc(start, end)
+    assert (got, str(got)) == (expected, str(expected))
+    assert (rules.elapsed_hours(start, end), str(got)) == (expected, str(expected))  # remembered
+
+
+def test_the_remembered_intervals_are_bounded():
+    for minutes in range(2 * rules._HOURS_REMEMBERED):
+        rules.elapsed_hours(DRAW - minutes * M, DRAW)
+    assert 0 < len(rules._HOURS_BY_INTERVAL) <= rules._HOURS_REMEMBERED
+    assert rules.elapsed_hours(DRAW - 90 * M, DRAW) == D("1.5")
