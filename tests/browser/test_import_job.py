@@ -103,7 +103,8 @@ def test_a_big_import_shows_its_progress_then_the_result(browser, site):
 
     assert not [m for m in console if "Content Security Policy" in m or "pageerror" in m]
     # Last, as it depends on the import: the bar moved while the job ran. The levels import
-    # must commit its progress outside its write transaction for this (branch fastimport).
+    # must commit its progress outside its write transaction for this (it judges the rows
+    # before that transaction begins).
     during = sorted({d for s, d in seen if s == "running" and 0 < d < total})
     assert during, f"no progress seen before the end: {sorted(set(seen))}"
     context.close()
