@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.jobs_support import PYTHON, ROOT, Database
 
 # Another connection (an import's) holds the write lock with a row written and not yet
 # committed, for HOLD seconds; meanwhile this process reads, then runs a transaction that
@@ -63,18 +62,10 @@ print(json.dumps({"mode": mode, "read": read, "read_seconds": read_seconds, **ou
 
 def shared_file_run(tmp_path: Path, **env: str) -> dict:
     path = tmp_path / "shared.sqlite3"
-    base = {k: v for k, v in os.environ.items() if k not in ("PYTEST_VERSION", "DATABASE_URL")}
-    base.update(
-        DATABASE_URL=f"sqlite:///{path}",
-        DJANGO_SETTINGS_MODULE="tdm_site.settings",
-        DEBUG="1",
-        PYTHONPATH=str(ROOT),
-    )
-    base.update(env)
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(path)],
+        [PYTHON, "-c", SCRIPT, str(path)],
         cwd=ROOT,
-        env=base,
+        env=Database(url=f"sqlite:///{path}", kind="sqlite").env(**env),
         capture_output=True,
         text=True,
         timeout=120,

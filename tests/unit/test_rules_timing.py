@@ -329,7 +329,8 @@ def test_elapsed_hours_is_the_plain_conversion_to_the_digit(start, end):
 
 
 def test_the_remembered_intervals_are_bounded():
-    for minutes in range(2 * rules._HOURS_REMEMBERED):
+    remembered = rules._hours.cache_info
+    for minutes in range(2 * remembered().maxsize):
         rules.elapsed_hours(DRAW - minutes * M, DRAW)
-    assert 0 < len(rules._HOURS_BY_INTERVAL) <= rules._HOURS_REMEMBERED
+    assert 0 < remembered().currsize <= remembered().maxsize
     assert rules.elapsed_hours(DRAW - 90 * M, DRAW) == D("1.5")
